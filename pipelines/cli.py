@@ -1,0 +1,53 @@
+"""The ``kinpath`` command: one entry point, a subcommand group per package.
+
+``kinpath kg build|stats|link|embed``. Every subcommand reads ``-c
+config.yaml`` (jsonargparse): the YAML's keys are the subcommand's options.
+Options may be spelled with dashes or underscores (``--on-error`` or
+``--on_error``). Bad input exits with status 2 and a message naming the file
+and line; it never quotes the content.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from jsonargparse import CLI
+
+from kg.cli import COMMANDS as KG_COMMANDS
+from kg.errors import InputError
+
+log = logging.getLogger("kinpath")
+
+
+def normalize_argv(argv: Sequence[str]) -> list[str]:
+    """``-c`` → ``--config``, ``--on-error=x`` → ``--on_error=x`` (values untouched)."""
+    out = []
+    for a in argv:
+        if a == "-c":
+            a = "--config"
+        elif a.startswith("--") and len(a) > 2:
+            name, eq, value = a[2:].partition("=")
+            a = "--" + name.replace("-", "_") + eq + value
+        out.append(a)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    args = normalize_argv(sys.argv[1:] if argv is None else argv)
+    try:
+        CLI({"kg": KG_COMMANDS}, args=args, prog="kinpath")
+    except InputError as e:
+        print(f"kinpath: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main, normalize_argv
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_argv_spellings() -> None:
+    assert normalize_argv(["-c", "a.yaml", "--on-error", "skip", "--keep-suppressed=true", "x-y"]) == [
+        "--config", "a.yaml", "--on_error", "skip", "--keep_suppressed=true", "x-y",
+    ]  # fmt: skip
+
+
+def test_build_stats_link_roundtrip(
+    tmp_path: Path, fixtures: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    g = tmp_path / "g"
+    assert main(["kg", "build", "--umls", str(fixtures / "umls_META"), "--out", str(g)]) == 0
+    capsys.readouterr()
+    assert main(["kg", "stats", str(g)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["strings"], stats["concepts"], stats["relations"]) == (16, 10, 12)
+    corpus = tmp_path / "reports.csv"
+    corpus.write_text(
+        'report_id,text\nr1,"Invasive ductal carcinoma (IDC) of the breast."\nr2,Lung: squamous cell carcinoma\n'
+    )
+    assert main(["kg", "link", str(g), "--corpus", str(corpus), "--out", str(tmp_path / "l")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["linked_phrases"] == 2 and out["pairs"] >= 1
+    assert (tmp_path / "l" / "pairs.parquet").exists()
+
+
+def test_config_file(tmp_path: Path, fixtures: Path) -> None:
+    cfg = tmp_path / "kg.yaml"
+    cfg.write_text(
+        f"umls: {fixtures / 'umls_META'}\nout: {tmp_path / 'g'}\nkeep_suppressed: true\n"
+    )
+    r = run("kg", "build", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["strings"] == 17
+
+
+def test_malformed_row_exits_2_or_is_skipped(tmp_path: Path, fixtures: Path) -> None:
+    meta = tmp_path / "META"
+    meta.mkdir()
+    lines = (fixtures / "umls_META" / "MRCONSO.RRF").read_text().splitlines()
+    lines.insert(6, "C9000077|ENG|P|L1|PF|S1|Y|A1|SECRET TEXT|")
+    (meta / "MRCONSO.RRF").write_text("\n".join(lines) + "\n")
+    r = run("kg", "build", "--umls", str(meta), "--out", str(tmp_path / "g"))
+    assert r.returncode == 2
+    assert f"{meta / 'MRCONSO.RRF'}:7: expected 18" in r.stderr
+    assert "SECRET" not in r.stderr and "Traceback" not in r.stderr
+    r = run("kg", "build", "--umls", str(meta), "--out", str(tmp_path / "g"), "--on-error", "skip")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["skipped_rows"] == 1
