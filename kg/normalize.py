@@ -6,9 +6,10 @@ Both go through :func:`normalize_token`:
 
 * Unicode NFKC (full-width letters, ligatures, non-breaking spaces fold to plain
   forms) and case folding;
-* dates become ``<date>`` and plain numbers (``2.5``, ``3/4``, ``12%``)
-  ``<num>``; ICD-O-3 morphology codes (``8500/3``) and topography codes
-  (``c50.9``) are kept, since a registrar reads them as words;
+* dates become ``<date>`` and numbers (``2.5``, ``3/4``, ``12%``, ``15``)
+  ``<num>``; single digits stay (``grade 2``, ``stage 3``: they carry the grade
+  a registrar codes), and so do ICD-O-3 morphology codes (``8500/3``) and
+  topography codes (``c50.9``), which a registrar reads as words;
 * what is left splits into runs of letters and digits: punctuation and hyphens
   separate words (``non-small`` is ``non``, ``small``).
 
@@ -48,6 +49,8 @@ def normalize_token(token: str) -> list[str]:
     if not t:
         return []
     if _MORPHOLOGY.match(t) or _TOPOGRAPHY.match(t):
+        return [t]
+    if len(t) == 1 and t.isdigit():
         return [t]
     if _DATE.match(t):
         return [DATE]

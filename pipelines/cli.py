@@ -1,6 +1,6 @@
 """The ``kinpath`` command: one entry point, a subcommand group per package.
 
-``kinpath kg build|stats|link|embed``. Every subcommand reads ``-c
+``kinpath kg build|stats|link|embed``, ``kinpath embed train|compare|evaluate``. Every subcommand reads ``-c
 config.yaml`` (jsonargparse): the YAML's keys are the subcommand's options.
 Options may be spelled with dashes or underscores (``--on-error`` or
 ``--on_error``). Bad input exits with status 2 and a message naming the file
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from jsonargparse import CLI
 
+from embeddings.cli import COMMANDS as EMBED_COMMANDS
 from kg.cli import COMMANDS as KG_COMMANDS
 from kg.errors import InputError
 
@@ -40,9 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("gensim", "nmslib", "pykeen", "torch_max_mem"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = normalize_argv(sys.argv[1:] if argv is None else argv)
     try:
-        CLI({"kg": KG_COMMANDS}, args=args, prog="kinpath")
+        CLI({"kg": KG_COMMANDS, "embed": EMBED_COMMANDS}, args=args, prog="kinpath")
     except InputError as e:
         print(f"kinpath: error: {e}", file=sys.stderr)
         return 2

@@ -10,6 +10,8 @@ def test_tokens_fold_case_unicode_and_punctuation() -> None:
 
 def test_numbers_and_dates_fold_but_codes_stay() -> None:
     assert normalize_token("2.5") == [NUM]
+    assert normalize_token("15") == [NUM]
+    assert normalize_token("2") == ["2"]  # grade 2: single digits carry meaning
     assert normalize_token("12%") == [NUM]
     assert normalize_token("3/4") == [NUM]
     assert normalize_token("03/12/2014") == [DATE]
