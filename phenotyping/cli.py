@@ -1,0 +1,138 @@
+"""``lightning fit -c configs/mtcnn.yaml``: the phenotyping LightningCLI.
+
+Subcommands fit / validate / test / predict, ``--print_config``. Values the
+data computes (vocabulary size, classes per task, the initial vectors, class
+weights, label maps) are linked into the model when the data is instantiated,
+and the one seed (``seed_everything``) is linked into the data's split and
+batch order. MLflow is the default logger (a local SQLite store,
+``sqlite:///mlruns.db``; set ``MLFLOW_TRACKING_URI`` or
+``--trainer.logger.init_args.tracking_uri`` for a server). Each fit is one
+MLflow run holding the params, the resolved config (``config.yaml``), metrics
+per epoch, the label maps, data counts and the embedding/KG manifests, and,
+since a fit ends by testing its best checkpoint, the test metrics, thresholds
+and plots. No report text goes into any of it.
+
+Also reachable as ``python -m phenotyping``: a separately installed
+``lightning`` package (the SDK) would shadow the ``lightning`` script.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from jsonargparse import lazy_instance
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.cli import (
+    LightningArgumentParser,
+    LightningCLI,
+    SaveConfigCallback,
+)
+from pytorch_lightning.loggers import MLFlowLogger
+
+from phenotyping.data import ReportDataModule
+from phenotyping.module import MTCNNModule
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+
+
+class MlflowSaveConfig(SaveConfigCallback):
+    """Save the resolved config, label maps and data counts into the MLflow run."""
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        logger = trainer.logger
+        if not isinstance(logger, MLFlowLogger):
+            return
+        text = self.parser.dump(self.config, skip_none=False)
+        logger.experiment.log_text(logger.run_id, text, "config.yaml")
+        dm = getattr(trainer, "datamodule", None)
+        if isinstance(dm, ReportDataModule):
+            with tempfile.TemporaryDirectory() as tmp:
+                for f in dm.save_artifacts(Path(tmp)):
+                    logger.experiment.log_artifact(logger.run_id, str(f), artifact_path="data")
+            if dm.embedding_manifest is not None:
+                m = dm.embedding_manifest
+                logger.experiment.set_tag(logger.run_id, "embeddings.method", m.get("method"))
+                logger.experiment.set_tag(
+                    logger.run_id, "embeddings.corpus_checksum", m["corpus"]["checksum"]
+                )
+                logger.experiment.set_tag(
+                    logger.run_id, "kg.checksum", str(m.get("graph_checksum"))
+                )
+
+
+class PhenotypingCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for src, dst in (
+            ("data.vocab_size", "model.vocab_size"),
+            ("data.num_classes", "model.num_classes"),
+            ("data.embedding_dim", "model.embedding_dim"),
+            ("data.init_vectors", "model.init_vectors"),
+            ("data.class_weights", "model.class_weights"),
+            ("data.label_maps", "model.label_maps"),
+        ):
+            parser.link_arguments(src, dst, apply_on="instantiate")
+        parser.link_arguments("seed_everything", "data.seed")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({"early_stopping.monitor": "val/loss", "early_stopping.patience": 5})
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {"checkpoint.monitor": "val/loss", "checkpoint.filename": "best-{epoch}"}
+        )
+
+    def before_fit(self) -> None:
+        """Checkpoints go to runs/checkpoints/<MLflow run id>, not to the working directory."""
+        ckpt, logger = self.trainer.checkpoint_callback, self.trainer.logger
+        if (
+            isinstance(ckpt, ModelCheckpoint)
+            and ckpt.dirpath is None
+            and isinstance(logger, MLFlowLogger)
+        ):
+            ckpt.dirpath = str(Path("runs") / "checkpoints" / str(logger.run_id))
+
+    def after_fit(self) -> None:
+        """Test the best checkpoint in the same run, so the run holds the test figures."""
+        ckpt = self.trainer.checkpoint_callback
+        if getattr(self.trainer, "fast_dev_run", False) or not isinstance(ckpt, ModelCheckpoint):
+            return
+        best = ckpt.best_model_path
+        if best:
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+
+
+def trainer_defaults() -> dict:
+    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    return {
+        "accelerator": "auto",
+        "logger": lazy_instance(
+            MLFlowLogger, experiment_name="kinpath-phenotyping", tracking_uri=uri, log_model=False
+        ),
+    }
+
+
+def cli(args: list[str] | None = None, run: bool = True) -> PhenotypingCLI:
+    return PhenotypingCLI(
+        MTCNNModule,
+        ReportDataModule,
+        seed_everything_default=42,
+        trainer_defaults=trainer_defaults(),
+        save_config_callback=MlflowSaveConfig,
+        save_config_kwargs={"save_to_log_dir": False},
+        args=args,
+        run=run,
+    )
+
+
+def main() -> None:
+    for noisy in ("gensim", "nmslib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""The reports DataModule: table → token ids and masked labels, length-bucketed batches.
+
+The table (csv, parquet, jsonl or a folder of .txt files; see
+:mod:`kg.reports`) has an id column, a text column and one column per task;
+the ``split`` column (train / val / test) fixes the split, or ``split_ratio``
+draws one with the seed. Reports are tokenized with the tokenizer saved beside
+the embeddings (or a plain one without phrases when no embeddings are given),
+and the vocabulary is the embeddings' (or, without them, the train split's
+words seen ``min_count`` times). Token 0 pads, token 1 is out-of-vocabulary.
+
+Batches are padded only to the longest report in the batch (at most
+``max_length`` tokens; longer reports are truncated and counted): training
+batches are drawn from buckets of reports of similar length, then shuffled, so
+little compute goes to padding. Everything the model needs from the data
+(vocabulary size, classes per task, initial vectors, class weights) is
+computed in ``__init__`` so that LightningCLI can link it into the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from embeddings.store import load_embeddings
+from embeddings.tokenize import ReportTokenizer
+from kg.errors import InputError
+from kg.reports import read_reports
+from phenotyping.tasks import DEFAULT_TASKS, MISSING, LabelEncoder, fit_encoders
+
+log = logging.getLogger(__name__)
+
+PAD, UNK = 0, 1
+MIN_TOKENS = 5  # the widest convolution window
+
+
+class Vocabulary:
+    def __init__(self, words: Sequence[str]):
+        self.itos = ["<pad>", "<unk>", *words]
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        get = self.stoi.get
+        return [get(t, UNK) for t in tokens]
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+
+def collate(batch: list[tuple[list[int], list[int], int]]) -> dict[str, torch.Tensor]:
+    """Pad to the longest report of the batch (at least the widest window)."""
+    width = max(MIN_TOKENS, max(len(ids) for ids, _, _ in batch))
+    tokens = torch.full((len(batch), width), PAD, dtype=torch.long)
+    for i, (ids, _, _) in enumerate(batch):
+        tokens[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return {
+        "tokens": tokens,
+        "lengths": torch.tensor([len(ids) for ids, _, _ in batch]),
+        "labels": torch.tensor([y for _, y, _ in batch], dtype=torch.long),
+        "index": torch.tensor([i for _, _, i in batch]),
+    }
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length: sort within shuffled buckets, then shuffle the batches."""
+
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, seed: int, bucket_batches: int = 20
+    ):
+        self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
+        self.bucket = batch_size * bucket_batches
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng(self.seed + self.epoch)
+        self.epoch += 1
+        order = rng.permutation(len(self.lengths))
+        batches = []
+        for s in range(0, len(order), self.bucket):
+            chunk = sorted(order[s : s + self.bucket], key=lambda i: self.lengths[i])
+            batches += [
+                chunk[b : b + self.batch_size] for b in range(0, len(chunk), self.batch_size)
+            ]
+        rng.shuffle(batches)
+        yield from ([int(i) for i in b] for b in batches)
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+
+class ReportDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        data: str,
+        embeddings: str | None = None,
+        tasks: list[str] = list(DEFAULT_TASKS),  # noqa: B006 (jsonargparse reads the default)
+        id_column: str = "report_id",
+        text_column: str = "text",
+        split_column: str = "split",
+        split_ratio: tuple[float, float, float] = (0.7, 0.15, 0.15),
+        max_length: int = 1500,
+        batch_size: int = 32,
+        min_count: int = 2,
+        balance_classes: bool = False,
+        predict_split: str = "test",
+        num_workers: int = 0,
+        seed: int = 42,
+    ):
+        """Reports, tokens and labels for the multitask CNN.
+
+        Args:
+            data: Report table (csv, parquet, jsonl, or a folder of .txt files).
+            embeddings: Embeddings folder from `kinpath embed train` (tokenizer, vocabulary,
+                vectors); without one, a plain tokenizer and the train split's vocabulary.
+            tasks: Task columns; an empty cell is a missing label.
+            id_column: Report id column.
+            text_column: Report text column.
+            split_column: Column with train / val / test; if the table lacks it, split_ratio.
+            split_ratio: Train / val / test shares when the table has no split column.
+            max_length: Longest report in tokens; longer ones are truncated (and counted).
+            batch_size: Reports per batch.
+            min_count: Without embeddings: least train-split count of a vocabulary word.
+            balance_classes: Weight each task's loss by inverse class frequency (train split).
+            predict_split: The split `predict` runs on.
+            num_workers: DataLoader workers.
+            seed: Seed of the split draw and the batch order.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.tasks = list(tasks)
+        frames = list(read_reports(data, id_col=id_column, text_col=text_column))
+        if not frames:
+            raise InputError("report table is empty", path=data)
+        table = pd.concat(frames, ignore_index=True)
+        missing = [t for t in self.tasks if t not in table.columns]
+        if missing:
+            raise InputError(f"no task column(s) {missing}", path=data)
+        if split_column not in table.columns:
+            rng = np.random.default_rng(seed)
+            r = rng.random(len(table))
+            a, b, _ = split_ratio
+            table[split_column] = np.where(r < a, "train", np.where(r < a + b, "val", "test"))
+        self.table = table
+        self.splits = {
+            s: np.flatnonzero(table[split_column].to_numpy() == s) for s in ("train", "val", "test")
+        }
+        if not len(self.splits["train"]):
+            raise InputError(f"no rows with {split_column} = train", path=data)
+
+        if embeddings:
+            emb = load_embeddings(Path(embeddings))
+            self.tokenizer = emb.tokenizer
+            self.vocab = Vocabulary(emb.vectors.index_to_key)
+            self.embedding_manifest: dict | None = emb.manifest
+            vectors = emb.vectors.vectors
+            rng = np.random.default_rng(seed)
+            init = rng.normal(0.0, float(vectors.std()), (len(self.vocab), vectors.shape[1]))
+            init[PAD] = 0.0
+            init[2:] = vectors
+            self.init_vectors: torch.Tensor | None = torch.tensor(init, dtype=torch.float32)
+            self.embedding_dim = int(vectors.shape[1])
+        else:
+            self.tokenizer = ReportTokenizer()
+            self.vocab = None  # type: ignore[assignment]
+            self.embedding_manifest = None
+            self.init_vectors = None
+            self.embedding_dim = 300
+
+        texts = table[text_column].tolist()
+        tokens = [[t for s in sents for t in s] for sents in self.tokenizer.pipe(texts)]
+        if self.vocab is None:
+            counts = Counter(t for i in self.splits["train"] for t in tokens[i])
+            self.vocab = Vocabulary([w for w, n in counts.most_common() if n >= min_count])
+        ids = [self.vocab.encode(t) or [UNK] for t in tokens]
+        self.truncated = sum(len(x) > max_length for x in ids)
+        self.ids = [x[:max_length] for x in ids]
+        if self.truncated:
+            log.info("%d reports longer than %d tokens were truncated", self.truncated, max_length)
+
+        train_rows = self.splits["train"]
+        self.encoders: dict[str, LabelEncoder] = fit_encoders(
+            {t: table[t].iloc[train_rows].tolist() for t in self.tasks}, self.tasks
+        )
+        labels = []
+        self.unseen: dict[str, dict[str, int]] = {}
+        for t in self.tasks:
+            enc, unseen = self.encoders[t].encode(table[t].tolist())
+            labels.append(enc)
+            if unseen:
+                self.unseen[t] = dict(unseen)
+                log.warning("task %s: %d report(s) carry labels unseen in training (%d distinct)",
+                            t, sum(unseen.values()), len(unseen))  # fmt: skip
+        self.labels = np.array(labels, dtype=np.int64).T  # [reports, tasks]
+        self.num_classes = {t: len(e) for t, e in self.encoders.items()}
+        self.vocab_size = len(self.vocab)
+        self.class_weights = self._class_weights() if balance_classes else None
+
+    def _class_weights(self) -> dict[str, list[float]]:
+        out = {}
+        y = self.labels[self.splits["train"]]
+        for j, t in enumerate(self.tasks):
+            counts = np.bincount(y[:, j][y[:, j] >= 0], minlength=self.num_classes[t]).astype(float)
+            w = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
+            out[t] = w.tolist()
+        return out
+
+    @property
+    def label_maps(self) -> dict[str, list[str]]:
+        return {t: list(e.classes) for t, e in self.encoders.items()}
+
+    def summary(self) -> dict[str, object]:
+        """Counts only (no text): what MLflow records about the data."""
+        return {
+            "reports": {s: len(v) for s, v in self.splits.items()},
+            "vocab_size": self.vocab_size,
+            "truncated_reports": int(self.truncated),
+            "num_classes": self.num_classes,
+            "missing_labels": {
+                t: {s: int((self.labels[v, j] == MISSING).sum()) for s, v in self.splits.items()}
+                for j, t in enumerate(self.tasks)
+            },
+            "unseen_labels": {t: sum(c.values()) for t, c in self.unseen.items()},
+        }
+
+    def report_ids(self, split: str) -> list[str]:
+        return self.table[self.hparams["id_column"]].iloc[self.splits[split]].tolist()
+
+    def _items(self, split: str) -> list[tuple[list[int], list[int], int]]:
+        return [(self.ids[i], self.labels[i].tolist(), int(i)) for i in self.splits[split]]
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        items = self._items(split)
+        hp = self.hparams
+        if train:
+            sampler = BucketBatchSampler(
+                [len(x) for x, _, _ in items], hp["batch_size"], hp["seed"]
+            )
+            return DataLoader(
+                _List(items),
+                batch_sampler=sampler,
+                collate_fn=collate,
+                num_workers=hp["num_workers"],
+            )
+        order = sorted(range(len(items)), key=lambda i: len(items[i][0]))
+        return DataLoader(_List([items[i] for i in order]), batch_size=hp["batch_size"], collate_fn=collate,
+                          num_workers=hp["num_workers"])  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.hparams["predict_split"])
+
+    def save_artifacts(self, folder: Path) -> list[Path]:
+        """Label maps, the vocabulary and the data summary, for the run and the model."""
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {
+            "label_maps.json": self.label_maps,
+            "data_summary.json": self.summary(),
+        }
+        if self.embedding_manifest is not None:
+            files["embedding_manifest.json"] = self.embedding_manifest
+        out = []
+        for name, obj in files.items():
+            (folder / name).write_text(json.dumps(obj, indent=2) + "\n")
+            out.append(folder / name)
+        return out
+
+
+class _List(Dataset):
+    """A list as a map-style Dataset."""
+
+    def __init__(self, items: list[tuple[list[int], list[int], int]]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[list[int], list[int], int]:
+        return self.items[i]

@@ -1,0 +1,286 @@
+"""The LightningModule around :class:`~phenotyping.network.MTCNN`: loss, metrics, thresholds.
+
+* Loss: the sum over tasks of cross-entropy over the reports that carry that
+  task's label. A missing (or unseen-in-training) label is masked out: a task
+  with no label in a batch adds exactly zero loss and zero gradient to its head.
+* Metrics, per task on validation and test: accuracy, micro-F1 and macro-F1,
+  logged as ``val/<task>/macro_f1`` etc.; ``val/loss`` drives early stopping.
+* Abstention: at the end of every validation epoch, thresholds reaching the
+  target accuracy are chosen on the validation predictions; they are saved in
+  the checkpoint (so the best checkpoint carries the thresholds of its epoch)
+  and applied at test time: ``test/<task>/coverage`` and ``.../covered_accuracy``.
+* At test end: a confusion matrix per task and the accuracy–coverage curves as
+  PNG, the thresholds as JSON, logged to the run when the logger is MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F  # noqa: N812
+from pytorch_lightning.loggers import MLFlowLogger
+from sklearn.metrics import f1_score
+
+from phenotyping.abstain import Threshold, choose_threshold, evaluate_threshold
+from phenotyping.network import MTCNN
+from phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
+
+log = logging.getLogger(__name__)
+
+
+def masked_multitask_loss(
+    logits: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    tasks: list[str],
+    weights: dict[str, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Sum over tasks of the mean cross-entropy of the labelled reports.
+
+    ``labels`` is ``[B, tasks]``; entries below 0 (missing, or unseen in
+    training) are masked. A task without any label in the batch is left out of
+    the graph entirely, so its head gets no gradient.
+    """
+    per_task: dict[str, torch.Tensor] = {}
+    for j, t in enumerate(tasks):
+        y = labels[:, j]
+        keep = y >= 0
+        if keep.any():
+            w = None if weights is None else weights[t]
+            per_task[t] = F.cross_entropy(logits[t][keep].float(), y[keep], weight=w)
+    if per_task:
+        return torch.stack(list(per_task.values())).sum(), per_task
+    # nothing labelled at all: a zero that still belongs to the graph, with zero gradient
+    return sum((x.sum() * 0.0 for x in logits.values()), torch.zeros(())), per_task
+
+
+class MTCNNModule(pl.LightningModule):
+    def __init__(
+        self,
+        vocab_size: int = 2,
+        num_classes: dict[str, int] | None = None,
+        embedding_dim: int = 300,
+        filters: int = 300,
+        kernel_sizes: list[int] = [3, 4, 5],  # noqa: B006
+        dropout: float = 0.5,
+        init: str = "pretrained",
+        freeze_embeddings: bool = False,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        target_accuracy: float = 0.97,
+        task_targets: dict[str, float] | None = None,
+        class_weights: dict[str, list[float]] | None = None,
+        label_maps: dict[str, list[str]] | None = None,
+        init_vectors: torch.Tensor | None = None,
+    ):
+        """The multitask CNN and how it is trained.
+
+        Args:
+            vocab_size: Vocabulary size (linked from the data).
+            num_classes: Classes per task (linked from the data).
+            embedding_dim: Word vector size (linked from the data's embeddings).
+            filters: Filters per convolution window.
+            kernel_sizes: Convolution window widths.
+            dropout: Dropout before the heads.
+            init: "pretrained" (the embeddings' vectors) or "random" (same vocabulary, random vectors).
+            freeze_embeddings: Keep the word vectors fixed.
+            lr: Adam learning rate.
+            betas: Adam betas.
+            weight_decay: Adam weight decay.
+            target_accuracy: Accuracy the abstention thresholds must reach.
+            task_targets: Per-task targets overriding target_accuracy.
+            class_weights: Per-task class weights (linked from the data when enabled there).
+            label_maps: Class names per task (linked from the data).
+            init_vectors: Initial word vectors (linked from the data).
+        """
+        super().__init__()
+        if init not in ("pretrained", "random"):
+            raise ValueError(f"init must be 'pretrained' or 'random', not {init!r}")
+        self.save_hyperparameters(ignore=["init_vectors"])
+        num_classes = num_classes or {}
+        self.tasks = list(num_classes)
+        self.net = MTCNN(
+            vocab_size,
+            num_classes,
+            embedding_dim,
+            filters,
+            kernel_sizes,
+            dropout,
+            init_vectors if init == "pretrained" else None,
+            freeze_embeddings,
+        )
+        if init == "random" and init_vectors is not None:
+            # random vectors on the pretrained ones' scale, so only the values differ
+            with torch.no_grad():
+                self.net.embedding.weight.normal_(0.0, float(init_vectors[2:].std()))
+                self.net.embedding.weight[0].zero_()
+        self._weights = (
+            {t: torch.tensor(w, dtype=torch.float32) for t, w in class_weights.items()}
+            if class_weights
+            else None
+        )
+        self.thresholds: dict[str, Threshold] = {}
+        self._outputs: dict[str, list[tuple[dict[str, np.ndarray], np.ndarray]]] = defaultdict(list)
+
+    def forward(
+        self, tokens: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        return self.net(tokens, lengths)
+
+    def _weights_on(self, device: torch.device) -> dict[str, torch.Tensor] | None:
+        if self._weights is None:
+            return None
+        return {t: w.to(device) for t, w in self._weights.items()}
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["tokens"], batch["lengths"])
+        loss, per_task = masked_multitask_loss(
+            logits, batch["labels"], self.tasks, self._weights_on(self.device)
+        )
+        bs = len(batch["tokens"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        for t, v in per_task.items():
+            self.log(f"train/{t}/loss", v, on_step=False, on_epoch=True, batch_size=bs)
+        return loss
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
+        logits = self(batch["tokens"], batch["lengths"])
+        loss, _ = masked_multitask_loss(
+            logits, batch["labels"], self.tasks, self._weights_on(self.device)
+        )
+        self.log(f"{split}/loss", loss, prog_bar=split == "val", batch_size=len(batch["tokens"]))
+        probs = {t: torch.softmax(v.float(), -1).cpu().numpy() for t, v in logits.items()}
+        self._outputs[split].append((probs, batch["labels"].cpu().numpy()))
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, object]:
+        logits = self(batch["tokens"], batch["lengths"])
+        return {
+            "index": batch["index"],
+            **{t: torch.softmax(v.float(), -1) for t, v in logits.items()},
+        }
+
+    def _gather(self, split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        outs = self._outputs.pop(split, [])
+        probs = {t: np.concatenate([p[t] for p, _ in outs]) for t in self.tasks}
+        labels = (
+            np.concatenate([y for _, y in outs]) if outs else np.zeros((0, len(self.tasks)), int)
+        )
+        return probs, labels
+
+    def _metrics(
+        self, split: str, probs: dict[str, np.ndarray], labels: np.ndarray
+    ) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for j, t in enumerate(self.tasks):
+            y = labels[:, j]
+            keep = y != -100  # unseen (-1) stays in: the model cannot be right about it
+            if not keep.any():
+                continue
+            pred = probs[t][keep].argmax(1)
+            yt = y[keep]
+            out[f"{split}/{t}/accuracy"] = float((pred == yt).mean())
+            out[f"{split}/{t}/micro_f1"] = float(f1_score(yt, pred, average="micro"))
+            out[f"{split}/{t}/macro_f1"] = float(
+                f1_score(yt, pred, average="macro", zero_division=0)
+            )
+        return out
+
+    def _target(self, task: str) -> float:
+        targets = self.hparams.get("task_targets") or {}
+        return float(targets.get(task, self.hparams["target_accuracy"]))
+
+    def on_validation_epoch_end(self) -> None:
+        probs, labels = self._gather("val")
+        if not len(labels):
+            return
+        self.log_dict(self._metrics("val", probs, labels))
+        thresholds = {}
+        for j, t in enumerate(self.tasks):
+            keep = labels[:, j] != -100
+            conf = probs[t][keep].max(1)
+            correct = probs[t][keep].argmax(1) == labels[keep, j]
+            thresholds[t] = choose_threshold(conf, correct, self._target(t))
+            self.log(f"val/{t}/coverage", thresholds[t].coverage)
+        self.thresholds = thresholds
+
+    def on_test_epoch_end(self) -> None:
+        probs, labels = self._gather("test")
+        if not len(labels):
+            return
+        metrics = self._metrics("test", probs, labels)
+        curves = {}
+        for j, t in enumerate(self.tasks):
+            keep = labels[:, j] != -100
+            if not keep.any() or t not in self.thresholds:
+                continue
+            conf = probs[t][keep].max(1)
+            correct = probs[t][keep].argmax(1) == labels[keep, j]
+            acc, cov = evaluate_threshold(conf, correct, self.thresholds[t].threshold)
+            metrics[f"test/{t}/coverage"] = cov
+            metrics[f"test/{t}/covered_accuracy"] = acc if acc == acc else 0.0
+            curves[t] = (conf, correct, self.thresholds[t].threshold)
+        self.log_dict(metrics)
+        self._test_artifacts(probs, labels, curves)
+
+    def _test_artifacts(
+        self, probs: dict[str, np.ndarray], labels: np.ndarray, curves: dict[str, tuple]
+    ) -> None:
+        maps = self.hparams.get("label_maps") or {}
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            files = [d / "thresholds.json"]
+            files[0].write_text(
+                json.dumps({t: th.as_dict() for t, th in self.thresholds.items()}, indent=2)
+            )
+            for j, t in enumerate(self.tasks):
+                y = labels[:, j]
+                if (y >= 0).any():
+                    files.append(confusion_matrix_png(
+                        y, probs[t].argmax(1), maps.get(t, []), f"{t}: confusion (test, row-normalized)",
+                        d / f"confusion_{t}.png",
+                    ))  # fmt: skip
+            if curves:
+                files.append(
+                    accuracy_coverage_png(
+                        curves, d / "accuracy_coverage.png", self.hparams["target_accuracy"]
+                    )
+                )
+            self._log_artifacts(files)
+
+    def _log_artifacts(self, files: list[Path]) -> None:
+        """Upload files to the run when the logger is MLflow; otherwise keep them in the log dir."""
+        logger = self.logger
+        if isinstance(logger, MLFlowLogger):
+            for f in files:
+                logger.experiment.log_artifact(logger.run_id, str(f), artifact_path="test")
+        elif self.trainer is not None and self.trainer.log_dir:
+            out = Path(self.trainer.log_dir) / "test"
+            out.mkdir(parents=True, exist_ok=True)
+            for f in files:
+                (out / f.name).write_bytes(f.read_bytes())
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["thresholds"] = {t: th.as_dict() for t, th in self.thresholds.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.thresholds = {t: Threshold(**v) for t, v in checkpoint.get("thresholds", {}).items()}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.Adam(
+            params, lr=hp["lr"], betas=tuple(hp["betas"]), weight_decay=hp["weight_decay"]
+        )

@@ -1,0 +1,83 @@
+"""The LightningCLI end to end on the fixture reports, and the no-report-text guarantee."""
+
+import logging
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from phenotyping.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "Zebulon Quixotic-Marchbanks"  # a made-up patient name planted in a report
+
+
+def test_print_config_shows_the_full_config() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "phenotyping", "fit", "-c", "configs/mtcnn.yaml", "--print_config"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    for key in ("seed_everything: 42", "data:", "kernel_sizes:", "early_stopping:", "MLFlowLogger"):
+        assert key in r.stdout, key
+
+
+def test_fast_dev_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    c = cli(["fit", "-c", str(ROOT / "configs/mtcnn.yaml"), "--data.data",
+             str(ROOT / "tests/fixtures/reports.csv"), "--trainer.fast_dev_run=true"])  # fmt: skip
+    assert c.trainer.state.finished
+
+
+def _all_text(db: Path, artifacts: Path) -> str:
+    con = sqlite3.connect(db)
+    parts = []
+    for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+        for row in con.execute(f"SELECT * FROM {table}"):
+            parts += [str(v) for v in row]
+    for f in artifacts.rglob("*"):
+        if f.is_file():
+            parts.append(f.read_bytes().decode("utf-8", "replace"))
+    return "\n".join(parts)
+
+
+def test_fit_tracks_in_mlflow_without_report_text(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    df = pd.read_csv(ROOT / "tests/fixtures/reports.csv", dtype=str, keep_default_na=False)
+    df.loc[0, "text"] = f"Patient {SECRET} seen today. " + df.loc[0, "text"]
+    data = tmp_path / "reports.csv"
+    df.to_csv(data, index=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    caplog.set_level(logging.DEBUG)
+    cli(["fit", "-c", str(ROOT / "configs/mtcnn.yaml"), "--data.data", str(data),
+         "--trainer.max_epochs=2", "--model.filters=16", "--data.max_length=200"])  # fmt: skip
+    out, err = capfd.readouterr()
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("kinpath-phenotyping").experiment_id]
+    )
+    arts = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "data", "test"} <= arts
+    assert "val/site/macro_f1" in run.data.metrics and "test/site/coverage" in run.data.metrics
+    assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 2  # one per epoch
+
+    everything = _all_text(tmp_path / "mlruns.db", tmp_path / "mlruns") + out + err + caplog.text
+    assert SECRET not in everything
+    assert "Zebulon" not in everything
+    # nor any 40-character stretch of any report
+    blob = everything.lower()
+    for text in df["text"]:
+        t = " ".join(text.lower().split())
+        for i in range(0, max(1, len(t) - 40), 40):
+            assert t[i : i + 40] not in blob

@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kg.errors import InputError
+from phenotyping.data import PAD, BucketBatchSampler, ReportDataModule
+from phenotyping.tasks import MISSING
+
+
+def test_fixture_data_loads_with_masks_and_buckets(fixtures: Path) -> None:
+    dm = ReportDataModule(str(fixtures / "reports.csv"), batch_size=8, max_length=60)
+    assert set(dm.num_classes) == {
+        "site",
+        "subsite",
+        "laterality",
+        "behavior",
+        "histology",
+        "grade",
+    }
+    assert dm.summary()["reports"] == {"train": 108, "val": 21, "test": 21}
+    j = dm.tasks.index("laterality")
+    assert (dm.labels[:, j] == MISSING).any()  # unpaired organs have no laterality
+    assert dm.truncated > 0 and max(len(x) for x in dm.ids) == 60
+    batch = next(iter(dm.train_dataloader()))
+    lengths = batch["lengths"]
+    assert batch["tokens"].shape[1] == max(5, int(lengths.max()))  # padded to the longest only
+    assert (batch["tokens"][lengths.argmin(), int(lengths.min()) :] == PAD).all()
+
+
+def test_buckets_hold_similar_lengths() -> None:
+    lengths = list(range(1000))
+    s = BucketBatchSampler(lengths, batch_size=10, seed=0, bucket_batches=5)
+    batches = list(s)
+    assert sorted(i for b in batches for i in b) == lengths
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    # random batches of 10 from 1000 lengths span ~820 on average; buckets of 50 sorted, ~200
+    assert sum(spread) / len(spread) < 300
+
+
+def test_split_ratio_when_no_split_column_and_errors(tmp_path: Path, fixtures: Path) -> None:
+    df = pd.read_csv(fixtures / "reports.csv", dtype=str, keep_default_na=False).drop(
+        columns="split"
+    )
+    df.to_csv(tmp_path / "r.csv", index=False)
+    dm = ReportDataModule(str(tmp_path / "r.csv"), tasks=["site"])
+    assert sum(dm.summary()["reports"].values()) == 150 and dm.summary()["reports"]["train"] > 80
+    with pytest.raises(InputError, match=r"no task column\(s\) \['t_stage'\]"):
+        ReportDataModule(str(tmp_path / "r.csv"), tasks=["t_stage"])

@@ -1,0 +1,23 @@
+import torch
+
+from phenotyping.network import MTCNN
+
+
+def test_shapes_and_padding_does_not_change_scores() -> None:
+    torch.manual_seed(0)
+    net = MTCNN(50, {"site": 4, "grade": 3}, embedding_dim=8, filters=6).eval()
+    short = torch.randint(2, 50, (2, 12))
+    lengths = torch.tensor([12, 7])
+    short[1, 7:] = 0
+    padded = torch.cat([short, torch.zeros(2, 3000 - 12, dtype=torch.long)], dim=1)
+    a, b = net(short, lengths), net(padded, lengths)
+    assert a["site"].shape == (2, 4) and a["grade"].shape == (2, 3)
+    for t in a:
+        torch.testing.assert_close(a[t], b[t])
+
+
+def test_init_vectors_and_freezing() -> None:
+    init = torch.randn(10, 4)
+    net = MTCNN(10, {"x": 2}, embedding_dim=4, filters=2, init_vectors=init, freeze_embeddings=True)
+    torch.testing.assert_close(net.embedding.weight.data, init)
+    assert not net.embedding.weight.requires_grad
