@@ -33,6 +33,7 @@ from pytorch_lightning.cli import (
 )
 from pytorch_lightning.loggers import MLFlowLogger
 
+from phenotyping.bundle import save_bundle
 from phenotyping.data import ReportDataModule
 from phenotyping.module import MTCNNModule
 
@@ -101,8 +102,15 @@ class PhenotypingCLI(LightningCLI):
         if getattr(self.trainer, "fast_dev_run", False) or not isinstance(ckpt, ModelCheckpoint):
             return
         best = ckpt.best_model_path
-        if best:
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+        if not best:
+            return
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+        # the model now holds the best weights and their thresholds: export them for inference
+        logger = self.trainer.logger
+        if isinstance(logger, MLFlowLogger) and isinstance(self.datamodule, ReportDataModule):
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = save_bundle(Path(tmp) / "bundle", self.model, self.datamodule)
+                logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_path="bundle")
 
 
 def trainer_defaults() -> dict:

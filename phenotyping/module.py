@@ -26,9 +26,9 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F  # noqa: N812
 from pytorch_lightning.loggers import MLFlowLogger
-from sklearn.metrics import f1_score
 
 from phenotyping.abstain import Threshold, choose_threshold, evaluate_threshold
+from phenotyping.metrics import classification_metrics
 from phenotyping.network import MTCNN
 from phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
 
@@ -189,13 +189,8 @@ class MTCNNModule(pl.LightningModule):
             keep = y != -100  # unseen (-1) stays in: the model cannot be right about it
             if not keep.any():
                 continue
-            pred = probs[t][keep].argmax(1)
-            yt = y[keep]
-            out[f"{split}/{t}/accuracy"] = float((pred == yt).mean())
-            out[f"{split}/{t}/micro_f1"] = float(f1_score(yt, pred, average="micro"))
-            out[f"{split}/{t}/macro_f1"] = float(
-                f1_score(yt, pred, average="macro", zero_division=0)
-            )
+            for k, v in classification_metrics(y[keep], probs[t][keep].argmax(1)).items():
+                out[f"{split}/{t}/{k}"] = v
         return out
 
     def _target(self, task: str) -> float:

@@ -18,6 +18,10 @@ def test_argv_spellings() -> None:
     assert normalize_argv(["-c", "a.yaml", "--on-error", "skip", "--keep-suppressed=true", "x-y"]) == [
         "--config", "a.yaml", "--on_error", "skip", "--keep_suppressed=true", "x-y",
     ]  # fmt: skip
+    assert normalize_argv(["predict", "--resume", "--chunk-size", "5", "--overwrite"]) == [
+        "predict", "--resume", "true", "--chunk_size", "5", "--overwrite", "true",
+    ]  # fmt: skip
+    assert normalize_argv(["--resume", "false"]) == ["--resume", "false"]
 
 
 def test_build_stats_link_roundtrip(

@@ -1,0 +1,141 @@
+"""A trained phenotyper as a folder that scores reports without Lightning.
+
+::
+
+    network.json      the MTCNN's shape (vocabulary size, classes, filters, windows...),
+                      the tasks, the longest report in tokens
+    weights.pt        the MTCNN's state_dict
+    vocab.txt         one token a line; line i is token id i (0 = padding, 1 = unknown)
+    tokenizer/        the report tokenizer (embeddings.tokenize)
+    label_maps.json   class names per task, in the heads' order
+    thresholds.json   per-task abstention thresholds (phenotyping.abstain)
+    manifests.json    provenance: the embeddings' manifest (method, corpus checksum,
+                      graph checksum) and the training data's counts
+
+No report text is in it. :func:`score` is the whole inference path: tokenize,
+look up ids, cut to the longest length, sort by length, batch padded to the
+batch's longest report, softmax per task.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from embeddings.tokenize import ReportTokenizer
+from phenotyping.data import MIN_TOKENS, PAD, UNK, ReportDataModule, Vocabulary
+from phenotyping.module import MTCNNModule
+from phenotyping.network import MTCNN
+
+
+def save_bundle(folder: Path, module: MTCNNModule, dm: ReportDataModule) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    hp = module.hparams
+    network = {
+        "vocab_size": hp["vocab_size"],
+        "num_classes": dict(hp["num_classes"]),
+        "embedding_dim": hp["embedding_dim"],
+        "filters": hp["filters"],
+        "kernel_sizes": list(hp["kernel_sizes"]),
+        "dropout": hp["dropout"],
+        "tasks": list(module.tasks),
+        "max_length": dm.hparams["max_length"],
+    }
+    (folder / "network.json").write_text(json.dumps(network, indent=2) + "\n")
+    torch.save({k: v.cpu() for k, v in module.net.state_dict().items()}, folder / "weights.pt")
+    (folder / "vocab.txt").write_text("".join(w + "\n" for w in dm.vocab.itos))
+    dm.tokenizer.save(folder / "tokenizer")
+    (folder / "label_maps.json").write_text(json.dumps(dm.label_maps, indent=2) + "\n")
+    thresholds = {t: th.as_dict() for t, th in module.thresholds.items()}
+    (folder / "thresholds.json").write_text(json.dumps(thresholds, indent=2) + "\n")
+    manifests = {"embeddings": dm.embedding_manifest, "data": dm.summary()}
+    (folder / "manifests.json").write_text(json.dumps(manifests, indent=2, default=str) + "\n")
+    return folder
+
+
+@dataclass(frozen=True)
+class Bundle:
+    net: MTCNN
+    tokenizer: ReportTokenizer
+    vocab: Vocabulary
+    tasks: list[str]
+    label_maps: dict[str, list[str]]
+    thresholds: dict[str, float]
+    max_length: int
+    manifests: dict
+    device: torch.device
+
+
+def load_bundle(folder: Path, device: str = "cpu") -> Bundle:
+    folder = Path(folder)
+    cfg = json.loads((folder / "network.json").read_text())
+    net = MTCNN(
+        cfg["vocab_size"], cfg["num_classes"], cfg["embedding_dim"], cfg["filters"],
+        cfg["kernel_sizes"], cfg["dropout"],
+    )  # fmt: skip
+    net.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
+    dev = torch.device(device)
+    net.to(dev).eval()
+    vocab = Vocabulary((folder / "vocab.txt").read_text().splitlines()[2:])
+    thresholds = {
+        t: float(v["threshold"])
+        for t, v in json.loads((folder / "thresholds.json").read_text()).items()
+    }
+    return Bundle(
+        net=net,
+        tokenizer=ReportTokenizer.load(folder / "tokenizer"),
+        vocab=vocab,
+        tasks=list(cfg["tasks"]),
+        label_maps=json.loads((folder / "label_maps.json").read_text()),
+        thresholds=thresholds,
+        max_length=int(cfg["max_length"]),
+        manifests=json.loads((folder / "manifests.json").read_text()),
+        device=dev,
+    )
+
+
+@dataclass(frozen=True)
+class Scores:
+    probs: dict[str, np.ndarray]  # task → [reports, classes]
+    truncated: np.ndarray  # bool per report
+    tokens: np.ndarray  # token count per report (after the cut)
+
+
+def encode(bundle: Bundle, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+    """Token ids per report, cut to the bundle's longest length, and which were cut."""
+    ids, cut = [], []
+    for sents in bundle.tokenizer.pipe(texts):
+        x = bundle.vocab.encode([t for s in sents for t in s]) or [UNK]
+        cut.append(len(x) > bundle.max_length)
+        ids.append(x[: bundle.max_length])
+    return ids, np.array(cut, dtype=bool)
+
+
+@torch.inference_mode()
+def score_ids(
+    bundle: Bundle, ids: list[list[int]], batch_size: int = 32, pad_to: int | None = None
+) -> dict[str, np.ndarray]:
+    """Class probabilities per task; ``pad_to`` pads every batch to a fixed width instead."""
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = {t: np.zeros((len(ids), len(bundle.label_maps[t])), np.float32) for t in bundle.tasks}
+    for s in range(0, len(ids), batch_size):
+        idx = order[s : s + batch_size]
+        width = pad_to or max(MIN_TOKENS, max(len(ids[i]) for i in idx))
+        tokens = torch.full((len(idx), width), PAD, dtype=torch.long)
+        for r, i in enumerate(idx):
+            tokens[r, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
+        lengths = torch.tensor([len(ids[i]) for i in idx])
+        logits = bundle.net(tokens.to(bundle.device), lengths.to(bundle.device))
+        for t in bundle.tasks:
+            out[t][idx] = torch.softmax(logits[t].float(), -1).cpu().numpy()
+    return out
+
+
+def score(bundle: Bundle, texts: Sequence[str], batch_size: int = 32) -> Scores:
+    ids, cut = encode(bundle, texts)
+    return Scores(score_ids(bundle, ids, batch_size), cut, np.array([len(x) for x in ids]))

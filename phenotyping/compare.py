@@ -1,0 +1,115 @@
+"""One table: the MT-CNN initialized three ways against the TF-IDF baseline.
+
+For each initialization (``random``: the kg-joint vocabulary with random
+vectors on the same scale; ``word2vec``; ``kg-joint``) the phenotyping
+LightningCLI fits the config's model, which ends by testing its best
+checkpoint; each fit is its own MLflow run (run name ``mtcnn-<init>``). The
+TF-IDF + logistic regression baseline runs on the same split and is logged as
+an MLflow run too (``tfidf-logreg``). The table (micro- and macro-F1 per task,
+and coverage at the target accuracy) is printed and written as Markdown and
+JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from kg.errors import InputError
+from phenotyping.baseline import TfidfConfig, tfidf_baseline
+from phenotyping.cli import DEFAULT_TRACKING_URI, cli
+
+log = logging.getLogger(__name__)
+
+
+def compare(
+    fit_config: Path | None = None,
+    embeddings: dict[str, str] | None = None,
+    out: Path = Path("runs/phenotyping-compare"),
+    random_vocabulary: str = "kg-joint",
+    baseline: bool = True,
+    tfidf: TfidfConfig = TfidfConfig(),
+    fit_args: list[str] | None = None,
+) -> None:
+    """Fit and test the MT-CNN per initialization, run the baseline, print one table.
+
+    Args:
+        fit_config: A phenotyping config (configs/tcga.yaml); required.
+        embeddings: Embeddings folder per initialization, e.g. {word2vec: runs/emb/word2vec,
+            kg-joint: runs/emb/kg-joint}; "random" is added, using random_vocabulary's folder;
+            required.
+        out: Where results.md and results.json go.
+        random_vocabulary: Which folder's tokenizer and vocabulary the random initialization uses.
+        baseline: Also run TF-IDF + logistic regression.
+        tfidf: Baseline settings.
+        fit_args: Extra `lightning fit` arguments for every fit (e.g. --trainer.max_epochs=5).
+    """
+    if fit_config is None or not embeddings:
+        raise InputError("--fit_config and --embeddings are required")
+    if random_vocabulary not in embeddings:
+        raise InputError(f"random_vocabulary {random_vocabulary!r} is not one of the embeddings")
+    inits = {"random": embeddings[random_vocabulary], **embeddings}
+    results: dict[str, dict[str, float]] = {}
+    dm = None
+    for name, folder in inits.items():
+        args = [
+            "fit", "-c", str(fit_config), "--data.embeddings", folder,
+            "--model.init", "random" if name == "random" else "pretrained",
+            "--trainer.logger.init_args.run_name", f"mtcnn-{name}",
+            *(fit_args or []),
+        ]  # fmt: skip
+        log.info("fitting mtcnn-%s", name)
+        c = cli(args)
+        results[f"mtcnn-{name}"] = {
+            k: float(v) for k, v in c.trainer.callback_metrics.items() if k.startswith("test/")
+        }
+        dm = c.datamodule
+    if baseline and dm is not None:
+        metrics = tfidf_baseline(dm, tfidf)
+        results["tfidf-logreg"] = metrics
+        _log_baseline(metrics, tfidf, dm.summary())
+    tasks = list(dm.tasks) if dm is not None else []
+    table = results_table(results, tasks)
+    print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(table)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def results_table(results: dict[str, dict[str, float]], tasks: list[str]) -> str:
+    """Markdown: one row per task, micro/macro-F1 per method, coverage for each."""
+    methods = list(results)
+    head = ["task"] + [
+        f"{m} {k}" for m in methods for k in ("micro-F1", "macro-F1", "coverage@97%")
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t in tasks:
+        cells = [t]
+        for m in methods:
+            r = results[m]
+            for k in ("micro_f1", "macro_f1", "coverage"):
+                v = r.get(f"test/{t}/{k}")
+                cells.append("—" if v is None else f"{v:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _log_baseline(metrics: dict[str, float], cfg: TfidfConfig, data: dict) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
+    exp = client.get_experiment_by_name("kinpath-phenotyping")
+    exp_id = exp.experiment_id if exp else client.create_experiment("kinpath-phenotyping")
+    run = client.create_run(exp_id, run_name="tfidf-logreg")
+    for k, v in asdict(cfg).items():
+        client.log_param(run.info.run_id, k, v)
+    for k, v in metrics.items():
+        client.log_metric(run.info.run_id, k, v)
+    client.log_text(run.info.run_id, json.dumps(data, indent=2), "data/data_summary.json")
+    client.set_terminated(run.info.run_id)
+
+
+COMMANDS = {"compare": compare}

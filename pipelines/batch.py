@@ -1,0 +1,246 @@
+"""``kinpath predict``: score a night's reports with a registered model.
+
+The job reads records in input order (:mod:`pipelines.records`), cuts them into
+chunks of ``chunk_size`` records and writes each chunk's rows as its own
+parquet part, atomically (a temporary file, fsync, rename), into
+``<output>.parts/``. A killed job leaves only whole parts behind; ``--resume``
+re-reads the input, skips the chunks whose part exists and scores the rest,
+so every record ends up exactly once. The parts are then merged, again
+atomically, into the output (parquet or CSV) and removed.
+
+``<output>.parts/job.json`` pins what the parts were made with (the input's
+checksum, the resolved model version, the chunk size, the columns); a resume
+with anything else is refused rather than mixing two models' answers.
+
+One row per input record: ``record`` (its number in the input), ``report_id``,
+``status`` (``ok``, ``truncated``: scored on its first ``max_length`` tokens,
+``error``), ``error`` (``kind: detail``), then the model's columns
+(:mod:`pipelines.model`), empty on error rows. The job ends with a JSON summary;
+logs carry record numbers, ids and counts, never text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from kg.errors import InputError
+from phenotyping.bundle import Bundle, encode
+from pipelines.model import output_columns, predictions
+from pipelines.records import Record, read_records
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    uri: str
+    version: str  # what the URI resolved to: "NAME/VERSION", or the URI itself
+    bundle: Bundle
+
+
+def load_model(uri: str, tracking: str | None = None) -> LoadedModel:
+    """Load a pyfunc model (``models:/NAME@ALIAS``, ``models:/NAME/V``, ``runs:/...``, a path)."""
+    import mlflow
+
+    from pipelines.registry import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(tracking))
+    version = uri
+    if uri.startswith("models:/"):
+        name_part = uri[len("models:/") :]
+        client = mlflow.MlflowClient()
+        try:
+            if "@" in name_part:
+                name, alias = name_part.split("@", 1)
+                version = f"{name}/{client.get_model_version_by_alias(name, alias).version}"
+            else:
+                name, v = name_part.rsplit("/", 1)
+                version = f"{name}/{client.get_model_version(name, v).version}"
+        except mlflow.exceptions.MlflowException as e:
+            raise InputError(f"cannot resolve {uri}: {e.message}") from None
+    model = mlflow.pyfunc.load_model(uri)
+    return LoadedModel(uri, version, model.unwrap_python_model().bundle)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            while b := fh.read(1 << 20):
+                h.update(b)
+    return h.hexdigest()
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    while chunk := list(islice(records, size)):
+        yield chunk
+
+
+def _score_chunk(
+    model: LoadedModel, chunk: list[Record], batch_size: int, tasks: list[str]
+) -> pd.DataFrame:
+    good = [r for r in chunk if not r.error]
+    limit = model.bundle.tokenizer.config.max_chars
+    if good:
+        ids, cut = encode(model.bundle, [r.text for r in good])
+        cut |= np.array([len(r.text) > limit for r in good])
+        scored = predictions(model.bundle, ids, cut, [r.report_id for r in good], batch_size)
+        scored.index = [r.number for r in good]
+    else:
+        scored = pd.DataFrame(columns=output_columns(tasks))
+    rows = []
+    for r in chunk:
+        if r.error:
+            rows.append({"record": r.number, "report_id": r.report_id, "status": "error",
+                         "error": f"{r.error}: {r.detail}"})  # fmt: skip
+            log.warning("record %d (id %r): %s", r.number, r.report_id, r.error)
+        else:
+            row = scored.loc[r.number].to_dict()
+            status = "truncated" if row.pop("truncated") else "ok"
+            err = "truncated: longer than the model reads" if status == "truncated" else ""
+            rows.append({"record": r.number, "status": status, "error": err, **row})
+    cols = ["record", "report_id", "status", "error"] + [
+        c for c in output_columns(tasks) if c not in ("report_id", "truncated")
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _schema(tasks: list[str]) -> pa.Schema:
+    fields = [
+        ("record", pa.int64()),
+        ("report_id", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+    ]
+    for t in tasks:
+        fields += [(f"{t}_label", pa.string()), (f"{t}_prob", pa.float64()),
+                   (f"{t}_abstain", pa.bool_()), (f"{t}_top3", pa.string())]  # fmt: skip
+    return pa.schema(fields)
+
+
+def predict(
+    model: LoadedModel,
+    input: Path,
+    output: Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    chunk_size: int = 500,
+    batch_size: int = 32,
+    id_column: str = "report_id",
+    text_column: str = "text",
+) -> dict[str, object]:
+    """Score ``input`` into ``output``; returns the summary."""
+    input, output = Path(input), Path(output)
+    if output.suffix.lower() not in (".parquet", ".csv"):
+        raise InputError("output must end in .parquet or .csv", path=output)
+    parts = output.with_name(output.name + ".parts")
+    tasks = model.bundle.tasks
+    job = {
+        "input_sha256": _file_digest(input) if input.exists() else "",
+        "model": model.version,
+        "chunk_size": chunk_size,
+        "id_column": id_column,
+        "text_column": text_column,
+    }
+    done = resume and output.exists() and not parts.exists()  # finished before: only summarize
+    if parts.exists() and not resume:
+        raise InputError(
+            f"an unfinished job's parts are in {parts}: pass --resume to finish it, or remove them"
+        )
+    if output.exists() and not (resume or overwrite):
+        raise InputError("output exists: pass --overwrite to replace it", path=output)
+    if resume and (parts / "job.json").exists():
+        before = json.loads((parts / "job.json").read_text())
+        changed = [k for k in job if before.get(k) != job[k]]
+        if changed:
+            raise InputError(f"cannot resume: {', '.join(changed)} changed since the parts were written "
+                             f"(was {[before.get(k) for k in changed]}, now {[job[k] for k in changed]})")  # fmt: skip
+    schema = _schema(tasks)
+    t0 = time.perf_counter()
+    scored = skipped = 0
+    if not done:
+        parts.mkdir(parents=True, exist_ok=True)
+        (parts / "job.json").write_text(json.dumps(job, indent=2) + "\n")
+        bar = tqdm(desc="scoring reports", unit=" reports", disable=None)
+        records = read_records(input, id_column, text_column)
+        for k, chunk in enumerate(_chunks(records, chunk_size)):
+            part = parts / f"part-{k:06d}.parquet"
+            if part.exists():
+                skipped += 1
+            else:
+                df = _score_chunk(model, chunk, batch_size, tasks)
+                _write_atomic(pa.Table.from_pandas(df, schema=schema, preserve_index=False), part)
+                scored += len(chunk)
+                log.info("chunk %d: %d records written", k, len(chunk))
+            bar.update(len(chunk))
+        bar.close()
+        files = sorted(parts.glob("part-*.parquet"))
+        table = (
+            pa.concat_tables([pq.read_table(f, schema=schema) for f in files])
+            if files
+            else schema.empty_table()
+        )
+        tmp = output.with_name(f".{output.name}.tmp")
+        if output.suffix.lower() == ".parquet":
+            pq.write_table(table, tmp)
+        else:
+            table.to_pandas().to_csv(tmp, index=False)
+        os.replace(tmp, output)
+        shutil.rmtree(parts)
+    seconds = time.perf_counter() - t0
+
+    df = (
+        pq.read_table(output).to_pandas()
+        if output.suffix.lower() == ".parquet"
+        else pd.read_csv(output, dtype=str, keep_default_na=False)
+    )
+    ok = (df["status"] != "error").to_numpy()
+
+    def abstained(t: str) -> float | None:
+        col = df.loc[ok, f"{t}_abstain"].astype(str).str.lower() == "true"
+        return round(float(col.mean()), 4) if ok.any() else None
+
+    kinds = Counter(e.split(":", 1)[0] for e in df.loc[~ok, "error"])
+    summary: dict[str, object] = {
+        "input": str(input),
+        "output": str(output),
+        "model": model.uri,
+        "model_version": model.version,
+        "records": len(df),
+        "scored": int(ok.sum()),
+        "truncated": int((df["status"] == "truncated").sum()),
+        "errors": int((~ok).sum()),
+        "errors_by_kind": dict(sorted(kinds.items())),
+        "abstention_rate": {t: abstained(t) for t in tasks},
+        "chunks_resumed": skipped,
+        "records_scored_now": scored,
+        "seconds": round(seconds, 2),
+        "reports_per_second": round(scored / seconds, 1) if seconds > 0 else None,
+    }
+    return summary

@@ -1,0 +1,177 @@
+"""Reading a night's reports record by record, turning bad records into error rows.
+
+Unlike :mod:`kg.reports` (which stops at the first problem, right for training
+data a person prepared), a batch job must score every good report and account
+for every bad one. :func:`read_records` yields one :class:`Record` per input
+record, in input order, numbered from 1; a record that cannot be read carries
+an error kind and a detail that names where it is (line, file) but never
+quotes its text:
+
+=================  ==========================================================
+``malformed_row``  a CSV row with the wrong number of fields, a JSON line that
+                   does not parse
+``undecodable``    bytes that are not UTF-8
+``missing_id``     an empty id
+``duplicate_id``   an id already seen earlier in this input (the first is kept)
+``empty_text``     empty or white-space text
+=================  ==========================================================
+
+Inputs: CSV (RFC 4180, quoted newlines allowed), JSONL, parquet, or a folder
+of ``.txt`` files (id = file name without suffix).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from kg.errors import InputError
+
+csv.field_size_limit(sys.maxsize)  # a long report is a big field, not a malformed one
+
+
+@dataclass(frozen=True)
+class Record:
+    number: int
+    report_id: str
+    text: str
+    error: str = ""  # kind, empty when the record is good
+    detail: str = ""
+
+
+def _undecodable(s: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in s)
+
+
+def _clean_id(s: str) -> str:
+    return (
+        s.encode("utf-8", "replace").decode("utf-8", "replace").strip()
+        if _undecodable(s)
+        else s.strip()
+    )
+
+
+def _raw_records(path: Path, id_col: str, text_col: str) -> Iterator[Record]:
+    if path.is_dir():
+        for n, f in enumerate(sorted(path.glob("*.txt")), 1):
+            raw = f.read_bytes()
+            try:
+                yield Record(n, f.stem, raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                yield Record(n, f.stem, "", "undecodable", f"{f.name}: byte {e.start} is not UTF-8")
+        return
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            reader = csv.reader(fh)
+            try:
+                header = next(reader)
+            except StopIteration:
+                return
+            for col in (id_col, text_col):
+                if col not in header:
+                    raise InputError(f"no column {col!r} in the CSV header", path=path, line=1)
+            i, t, width = header.index(id_col), header.index(text_col), len(header)
+            n = 0
+            while True:
+                start = reader.line_num + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as e:
+                    n += 1
+                    yield Record(n, "", "", "malformed_row", f"line {start}: {e}")
+                    continue
+                if not row:
+                    continue  # a blank line is no record
+                n += 1
+                rid = _clean_id(row[i]) if len(row) > i else ""
+                if len(row) != width:
+                    yield Record(
+                        n,
+                        rid,
+                        "",
+                        "malformed_row",
+                        f"line {start}: {len(row)} fields, expected {width}",
+                    )
+                elif _undecodable(row[t]) or _undecodable(row[i]):
+                    yield Record(n, rid, "", "undecodable", f"line {start}: bytes are not UTF-8")
+                else:
+                    yield Record(n, rid, row[t])
+    elif suffix in (".jsonl", ".ndjson"):
+        with open(path, "rb") as fh:
+            n = 0
+            for lineno, raw in enumerate(fh, 1):
+                if not raw.strip():
+                    continue
+                n += 1
+                try:
+                    obj = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    yield Record(n, "", "", "undecodable", f"line {lineno}: bytes are not UTF-8")
+                    continue
+                except json.JSONDecodeError as e:
+                    yield Record(n, "", "", "malformed_row", f"line {lineno}: not JSON ({e.msg})")
+                    continue
+                if not isinstance(obj, dict):
+                    yield Record(n, "", "", "malformed_row", f"line {lineno}: not a JSON object")
+                    continue
+                jid, body = obj.get(id_col), obj.get(text_col)
+                yield Record(
+                    n, "" if jid is None else str(jid).strip(), "" if body is None else str(body)
+                )
+    elif suffix == ".parquet":
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        for col in (id_col, text_col):
+            if col not in names:
+                raise InputError(f"no column {col!r} in the parquet schema", path=path)
+        n = 0
+        for batch in pf.iter_batches(columns=[id_col, text_col], batch_size=10_000):
+            d = batch.to_pydict()
+            for pid, body in zip(d[id_col], d[text_col], strict=True):
+                n += 1
+                yield Record(
+                    n, "" if pid is None else str(pid).strip(), "" if body is None else str(body)
+                )
+    else:
+        raise InputError(
+            f"unknown input format {suffix!r}; expected .csv, .jsonl, .parquet or a folder",
+            path=path,
+        )
+
+
+def read_records(
+    path: str | Path, id_col: str = "report_id", text_col: str = "text"
+) -> Iterator[Record]:
+    """Every record of the input, good or bad, in order; ids checked for presence and duplicates."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file or folder", path=path)
+    seen: set[str] = set()
+    for r in _raw_records(path, id_col, text_col):
+        if r.error:
+            yield r
+        elif not r.report_id:
+            yield Record(r.number, "", "", "missing_id", f"record {r.number}: empty {id_col}")
+        elif r.report_id in seen:
+            yield Record(
+                r.number,
+                r.report_id,
+                "",
+                "duplicate_id",
+                f"record {r.number}: id seen earlier in this input",
+            )
+        elif not r.text.strip():
+            seen.add(r.report_id)
+            yield Record(r.number, r.report_id, "", "empty_text", f"record {r.number}: empty text")
+        else:
+            seen.add(r.report_id)
+            yield r

@@ -1,0 +1,114 @@
+"""The MLflow model registry: register a training run's model, promote it, list models.
+
+``register`` takes the ``bundle/`` a phenotyping fit logged to its run, wraps it
+as a pyfunc model (:mod:`pipelines.model`) logged into the same run, and makes
+it a new version of a named model, tagged with the run's test metrics and the
+provenance (graph checksum, embedding method, corpus checksum). ``promote``
+points an alias (``champion``) at a version; MLflow 3 aliases, not the
+deprecated stages. Every loader takes ``models:/NAME@ALIAS``.
+
+The tracking URI is the ``--tracking_uri`` option, else ``MLFLOW_TRACKING_URI``,
+else the embedded default ``sqlite:///mlruns.db``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+
+from kg.errors import InputError
+from pipelines.model import KinpathModel, signature
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+
+
+def tracking_uri(uri: str | None = None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+
+
+def register(run_id: str, name: str, uri: str | None = None) -> Registered:
+    """Wrap the run's bundle as a pyfunc model and register it as a new version of ``name``."""
+    mlflow.set_tracking_uri(tracking_uri(uri))
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise InputError(f"no MLflow run {run_id!r} at {tracking_uri(uri)}") from None
+    if not any(f.path == "bundle" for f in client.list_artifacts(run_id)):
+        raise InputError(f"run {run_id} has no bundle/ (was it a finished `lightning fit`?)")
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = client.download_artifacts(run_id, "bundle", tmp)
+        manifests = json.loads((Path(bundle) / "manifests.json").read_text())
+        tasks = json.loads((Path(bundle) / "network.json").read_text())["tasks"]
+        emb = manifests.get("embeddings") or {}
+        metadata = {
+            "kinpath": {
+                "tasks": tasks,
+                "embedding_method": emb.get("method"),
+                "graph_checksum": emb.get("graph_checksum"),
+                "corpus_checksum": (emb.get("corpus") or {}).get("checksum"),
+                "training_run": run_id,
+            }
+        }
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=KinpathModel(),
+                artifacts={"bundle": bundle},
+                signature=signature(tasks),
+                metadata=metadata,
+                registered_model_name=name,
+            )
+    version = str(info.registered_model_version)
+    tags = {f"metric.{k}": f"{v:.4f}" for k, v in run.data.metrics.items() if k.startswith("test/")}
+    tags.update({f"provenance.{k}": str(v) for k, v in metadata["kinpath"].items() if k != "tasks"})
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, v)
+    log.info("registered %s version %s from run %s", name, version, run_id)
+    return Registered(name, version, run_id, f"models:/{name}/{version}")
+
+
+def promote(name: str, version: str, alias: str = "champion", uri: str | None = None) -> None:
+    mlflow.set_tracking_uri(tracking_uri(uri))
+    client = MlflowClient()
+    try:
+        client.get_model_version(name, version)
+    except mlflow.exceptions.MlflowException:
+        raise InputError(f"no version {version} of model {name!r}") from None
+    client.set_registered_model_alias(name, alias, version)
+    log.info("%s@%s -> version %s", name, alias, version)
+
+
+def list_models(uri: str | None = None) -> list[dict[str, object]]:
+    mlflow.set_tracking_uri(tracking_uri(uri))
+    client = MlflowClient()
+    out = []
+    for rm in client.search_registered_models():
+        aliases = dict(rm.aliases or {})
+        for mv in client.search_model_versions(f"name='{rm.name}'"):
+            out.append({
+                "name": rm.name,
+                "version": mv.version,
+                "aliases": [a for a, v in aliases.items() if str(v) == str(mv.version)],
+                "run_id": mv.run_id,
+                "created": mv.creation_timestamp,
+                "tags": dict(mv.tags),
+            })  # fmt: skip
+    return out
