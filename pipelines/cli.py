@@ -2,7 +2,7 @@
 
 ``kinpath kg build|stats|link|embed``, ``kinpath embed train|compare|evaluate``,
 ``kinpath phenotype compare``, ``kinpath registry register|promote|list``,
-``kinpath predict``. Every subcommand reads ``-c
+``kinpath predict``, ``kinpath run`` and ``kinpath demo``. Every subcommand reads ``-c
 config.yaml`` (jsonargparse): the YAML's keys are the subcommand's options.
 Options may be spelled with dashes or underscores (``--on-error`` or
 ``--on_error``). Bad input exits with status 2 and a message naming the file
@@ -22,6 +22,7 @@ from kg.cli import COMMANDS as KG_COMMANDS
 from kg.errors import InputError
 from phenotyping.compare import COMMANDS as PHENOTYPE_COMMANDS
 from pipelines.jobs import REGISTRY_COMMANDS, predict
+from pipelines.run import demo, run
 
 log = logging.getLogger("kinpath")
 
@@ -63,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "phenotype": PHENOTYPE_COMMANDS,
                 "registry": REGISTRY_COMMANDS,
                 "predict": predict,
+                "run": run,
+                "demo": demo,
             },
             args=args,
             prog="kinpath",

@@ -75,6 +75,8 @@ def register(run_id: str, name: str, uri: str | None = None) -> Registered:
                 signature=signature(tasks),
                 metadata=metadata,
                 registered_model_name=name,
+                code_paths=_package_dirs(),
+                pip_requirements=_requirements(),
             )
     version = str(info.registered_model_version)
     tags = {f"metric.{k}": f"{v:.4f}" for k, v in run.data.metrics.items() if k.startswith("test/")}
@@ -83,6 +85,25 @@ def register(run_id: str, name: str, uri: str | None = None) -> Registered:
         client.set_model_version_tag(name, version, k, v)
     log.info("registered %s version %s from run %s", name, version, run_id)
     return Registered(name, version, run_id, f"models:/{name}/{version}")
+
+
+def _package_dirs() -> list[str]:
+    """kinpath's own packages travel with the model, so it loads where kinpath is not installed."""
+    import embeddings
+    import kg
+    import phenotyping
+    import pipelines
+
+    return [str(Path(m.__file__).parent) for m in (kg, embeddings, phenotyping, pipelines)]  # type: ignore[arg-type]
+
+
+def _requirements() -> list[str]:
+    """The pinned libraries inference imports (declared, so MLflow need not load the model to guess)."""
+    from importlib.metadata import version
+
+    names = ("torch", "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "gensim", "spacy",
+             "scispacy", "nmslib-metabrainz", "mlflow", "tqdm")  # fmt: skip
+    return [f"{n}=={version(n).split('+')[0]}" for n in names]
 
 
 def promote(name: str, version: str, alias: str = "champion", uri: str | None = None) -> None:

@@ -1,0 +1,337 @@
+"""``kinpath run``: graph → embeddings → MT-CNN fits → registry → batch prediction → report.
+
+Stages, each writing a folder under ``work/`` with a ``stage.json``::
+
+    data/         the reports table (the given one is only checksummed; the
+                  embedded default writes synthetic reports here)
+    graph/        kinpath kg build (sources, or the synthetic mini graph)
+    embeddings/   word2vec and kg-joint vectors, and their evaluation
+    fit-<init>/   one MT-CNN fit (LightningCLI, one MLflow run) per initialization
+    baseline/     TF-IDF + logistic regression
+    registry/     the champion initialization's run registered, alias set
+    predict/      kinpath predict over the test split with models:/NAME@ALIAS
+    report/       results.md and results.html with the plots, also logged to MLflow
+
+A stage's ``stage.json`` holds a key: the checksum of its settings, of the
+keys of the stages it reads and of kinpath's version. A rerun skips every stage whose key is unchanged,
+so changing, say, the kg-joint λ redoes the embeddings and what depends on
+them, and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from embeddings.joint import JointConfig
+from embeddings.word2vec import Word2VecConfig
+from kg.errors import InputError
+from kg.graph import build_graph, file_sha256
+from kg.pairs import PairConfig
+from pipelines.report import results_table, task_names
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    reports: str | None = None  # a report table; None: synthetic reports
+    synthetic_reports: int = 600
+    synthetic_seed: int = 0
+    id_column: str = "report_id"
+    text_column: str = "text"
+    split_column: str = "split"
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    umls: str | None = None  # a META/ folder; with obo None too: the synthetic mini graph
+    obo: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    word2vec: Word2VecConfig = field(
+        default_factory=lambda: Word2VecConfig(vector_size=100, epochs=10, min_count=2)
+    )
+    joint: JointConfig = field(default_factory=JointConfig)
+    pairs: PairConfig = field(default_factory=PairConfig)
+    heldout_fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    config: str | None = None  # a `lightning fit` YAML; None: the module's defaults and fit_args
+    fit_args: list[str] = field(default_factory=lambda: [
+        "--model.lr=0.001", "--data.batch_size=16", "--trainer.max_epochs=10",
+        "--data.max_length=1500", "--trainer.enable_progress_bar=false",
+    ])  # fmt: skip
+    inits: list[str] = field(default_factory=lambda: ["random", "word2vec", "kg-joint"])
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    model_name: str = "kinpath-demo"
+    alias: str = "champion"
+    champion: str = "kg-joint"  # which initialization's model is registered and promoted
+
+
+class Stages:
+    """Runs stages in order, skipping those whose key matches their stage.json."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.keys: dict[str, str] = {}
+        self.outputs: dict[str, dict] = {}
+        self.timings: dict[str, str] = {}
+
+    def run(
+        self, name: str, settings: object, needs: list[str], fn: Callable[[Path], dict]
+    ) -> dict:
+        key = hashlib.sha256(
+            json.dumps(
+                {"settings": settings, "needs": [self.keys[n] for n in needs]},
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).hexdigest()[:16]
+        folder = self.work / name
+        state = folder / "stage.json"
+        if state.exists():
+            saved = json.loads(state.read_text())
+            if saved.get("key") == key:
+                log.info("stage %-12s cached (%s)", name, key)
+                self.keys[name], self.outputs[name] = key, saved["output"]
+                self.timings[name] = "cached"
+                return saved["output"]
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        log.info("stage %-12s running", name)
+        t = time.perf_counter()
+        output = fn(folder)
+        seconds = time.perf_counter() - t
+        state.write_text(
+            json.dumps(
+                {"key": key, "seconds": round(seconds, 1), "output": output}, indent=2, default=str
+            )
+            + "\n"
+        )
+        self.keys[name], self.outputs[name] = key, output
+        self.timings[name] = f"{seconds:.0f}s"
+        log.info("stage %-12s done in %.1fs", name, seconds)
+        return output
+
+
+def run(
+    work: Path = Path("runs/demo"),
+    tracking_uri: str = "sqlite:///mlruns.db",
+    seed: int = 42,
+    data: DataConfig = DataConfig(),
+    graph: GraphConfig = GraphConfig(),
+    embeddings: EmbeddingConfig = EmbeddingConfig(),
+    fit: FitConfig = FitConfig(),
+    registry: RegistryConfig = RegistryConfig(),
+) -> dict:
+    """Run the whole pipeline; the defaults are the embedded demo (synthetic reports and graph).
+
+    Args:
+        work: Folder for every stage's output (and the cache of stages).
+        tracking_uri: MLflow tracking URI (default: a local SQLite file).
+        seed: The one seed.
+        data: Reports: a table, or synthetic reports.
+        graph: Knowledge-graph sources, or the synthetic mini graph.
+        embeddings: Embedding settings.
+        fit: MT-CNN fits.
+        registry: Registered model name, alias and which initialization is the champion.
+    """
+    import os
+
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    if registry.champion not in fit.inits:
+        raise InputError(
+            f"registry.champion {registry.champion!r} is not among fit.inits {fit.inits}"
+        )
+    work.mkdir(parents=True, exist_ok=True)
+    st = Stages(work)
+    t0 = time.perf_counter()
+
+    def data_stage(folder: Path) -> dict:
+        if data.reports:
+            src = Path(data.reports)
+            if not src.exists():
+                raise InputError("no such report table", path=src)
+            return {"reports": str(src.resolve()), "sha256": file_sha256(src)}
+        from pipelines.synthetic import synthetic_reports
+
+        p = folder / "reports.csv"
+        synthetic_reports(data.synthetic_reports, data.synthetic_seed).to_csv(p, index=False)
+        return {"reports": str(p.resolve()), "sha256": file_sha256(p), "synthetic": True}
+
+    data_settings = asdict(data) | (
+        {"sha256": file_sha256(Path(data.reports))}
+        if data.reports and Path(data.reports).exists()
+        else {}
+    )
+    reports = Path(st.run("data", data_settings, [], data_stage)["reports"])
+
+    def graph_stage(folder: Path) -> dict:
+        if graph.umls or graph.obo:
+            umls_dirs, obo_files = (
+                ([Path(graph.umls)] if graph.umls else []),
+                ([Path(graph.obo)] if graph.obo else []),
+            )
+        else:
+            from pipelines.synthetic import write_mini_graph
+
+            umls_dirs, obo_files = [write_mini_graph(folder / "META")], []
+        res = build_graph(folder / "graph", umls_dirs=umls_dirs, obo_files=obo_files)
+        return {"graph": str(res.out), "counts": res.counts}
+
+    g = st.run("graph", _source_settings(graph), [], graph_stage)
+
+    def embeddings_stage(folder: Path) -> dict:
+        from embeddings.cli import _run, evaluate
+        from embeddings.retrofit import RetrofitConfig
+        from embeddings.tokenize import TokenizerConfig
+
+        methods = ["word2vec", "kg-joint"]
+        written = _run(
+            methods, reports, Path(g["graph"]), folder, True, seed, "train", data.split_column,
+            data.text_column, data.id_column, embeddings.word2vec, RetrofitConfig(), embeddings.joint,
+            embeddings.pairs, TokenizerConfig(), False, embeddings.heldout_fraction,
+        )  # fmt: skip
+        evaluate(list(written.values()), graph=Path(g["graph"]), out=folder / "evaluation")
+        return {m: str(p) for m, p in written.items()}
+
+    emb = st.run("embeddings", _jsonable(embeddings), ["data", "graph"], embeddings_stage)
+
+    fits: dict[str, dict] = {}
+    for init in fit.inits:
+        fits[init] = st.run(
+            f"fit-{init}", {"init": init, **_jsonable(fit), "seed": seed,
+                            "config_sha": file_sha256(Path(fit.config)) if fit.config else None},
+            ["data", "embeddings"], _fit_stage(init, fit, reports, emb, data, seed),
+        )  # fmt: skip
+
+    def baseline_stage(folder: Path) -> dict:
+        from phenotyping.baseline import tfidf_baseline
+        from phenotyping.data import ReportDataModule
+
+        dm = ReportDataModule(str(reports), embeddings=emb["kg-joint"], id_column=data.id_column,
+                              text_column=data.text_column, split_column=data.split_column, seed=seed)  # fmt: skip
+        return {"metrics": tfidf_baseline(dm)}
+
+    base = st.run("baseline", {"seed": seed}, ["data", "embeddings"], baseline_stage)
+
+    def registry_stage(folder: Path) -> dict:
+        from pipelines import registry as reg
+
+        r = reg.register(fits[registry.champion]["run_id"], registry.model_name, tracking_uri)
+        reg.promote(registry.model_name, r.version, registry.alias, tracking_uri)
+        return {
+            "name": r.name,
+            "version": r.version,
+            "uri": f"models:/{registry.model_name}@{registry.alias}",
+        }
+
+    model = st.run("registry", asdict(registry), [f"fit-{registry.champion}"], registry_stage)
+
+    def predict_stage(folder: Path) -> dict:
+        from pipelines.batch import load_model, predict
+
+        rows = pd.read_csv(reports, dtype=str, keep_default_na=False)
+        test = rows[rows[data.split_column] == "test"][[data.id_column, data.text_column]]
+        test.to_csv(folder / "test_reports.csv", index=False)
+        summary = predict(load_model(model["uri"], tracking_uri), folder / "test_reports.csv",
+                          folder / "predictions.parquet", id_column=data.id_column, text_column=data.text_column)  # fmt: skip
+        return {"summary": summary, "predictions": str(folder / "predictions.parquet")}
+
+    pred = st.run("predict", {"model": model}, ["registry", "data"], predict_stage)
+
+    def report_stage(folder: Path) -> dict:
+        from pipelines.report import write_report
+
+        return write_report(
+            folder, fits, base["metrics"], emb, pred, model, registry.champion, tracking_uri
+        )
+
+    rep = st.run(
+        "report",
+        {},
+        [*(f"fit-{i}" for i in fit.inits), "baseline", "predict", "embeddings"],
+        report_stage,
+    )
+    results = {f"mtcnn-{k}": v["metrics"] for k, v in fits.items()} | {
+        "tfidf-logreg": base["metrics"]
+    }
+    print(results_table(results, task_names(results)))
+    print(f"stages: {json.dumps(st.timings)}; total {time.perf_counter() - t0:.0f}s")
+    print(f"report: {rep['markdown']} and {rep['html']}")
+    print(f"MLflow: mlflow ui --backend-store-uri {tracking_uri}   (model {model['uri']})")
+    return {"report": rep, "model": model, "timings": st.timings}
+
+
+def _fit_stage(
+    init: str, fit: FitConfig, reports: Path, emb: dict, data: DataConfig, seed: int
+) -> Callable[[Path], dict]:
+    def stage(folder: Path) -> dict:
+        from phenotyping.cli import cli
+
+        folder_for = emb["kg-joint"] if init == "random" else emb[init]
+        args = ["fit"] + (["-c", fit.config] if fit.config else []) + [
+            "--data.data", str(reports), "--data.embeddings", folder_for,
+            "--data.id_column", data.id_column, "--data.text_column", data.text_column,
+            "--data.split_column", data.split_column, "--seed_everything", str(seed),
+            "--model.init", "random" if init == "random" else "pretrained",
+            "--trainer.logger.init_args.run_name", f"mtcnn-{init}",
+            f"--checkpoint.dirpath={folder / 'checkpoints'}",
+            *fit.fit_args,
+        ]  # fmt: skip
+        c = cli(args)
+        metrics = {
+            k: float(v) for k, v in c.trainer.callback_metrics.items() if k.startswith("test/")
+        }
+        return {"run_id": c.trainer.logger.run_id, "metrics": metrics}  # type: ignore[union-attr]
+
+    return stage
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kinpath")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _source_settings(graph: GraphConfig) -> dict:
+    out: dict[str, object] = asdict(graph)
+    if graph.umls:
+        out["files"] = {p.name: file_sha256(p) for p in sorted(Path(graph.umls).glob("*.RRF"))}
+    if graph.obo:
+        out["obo_sha256"] = file_sha256(Path(graph.obo))
+    return out
+
+
+def _jsonable(x: object) -> dict:
+    return json.loads(json.dumps(asdict(x), default=dict))  # type: ignore[call-overload]
+
+
+def demo(work: Path = Path("runs/demo"), tracking_uri: str = "sqlite:///mlruns.db") -> None:
+    """The embedded demo: `kinpath run` on synthetic reports and the synthetic mini graph.
+
+    Args:
+        work: Folder for every stage's output.
+        tracking_uri: MLflow tracking URI (default: a local SQLite file).
+    """
+    run(work=work, tracking_uri=tracking_uri)

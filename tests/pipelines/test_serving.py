@@ -1,0 +1,78 @@
+"""The registered model behind `mlflow models serve`, and in Spark through spark_udf."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.synthetic import synthetic_reports
+from tests.pipelines.conftest import Registered
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_mlflow_models_serve_answers_on_loopback(registered: Registered, tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", registered.champion,
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, cwd=registered.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+                time.sleep(0.5)
+        df = synthetic_reports(3, seed=21)[["report_id", "text"]]
+        body = json.dumps({"dataframe_split": df.to_dict(orient="split", index=False)}).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            out = pd.DataFrame(json.loads(r.read())["predictions"])
+        assert out["report_id"].tolist() == df["report_id"].tolist()
+        assert out["site_prob"].between(0, 1).all()
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait()
+
+
+@pytest.mark.slow
+def test_spark_udf_scores_a_dataframe(registered: Registered) -> None:
+    pyspark = pytest.importorskip("pyspark", reason="pyspark is the optional [spark] extra")
+    import mlflow
+    from pyspark.sql import SparkSession
+
+    mlflow.set_tracking_uri(registered.tracking_uri)
+    spark = SparkSession.builder.master("local[1]").appName("kinpath-test").getOrCreate()
+    try:
+        df = synthetic_reports(6, seed=22)[["report_id", "text"]]
+        sdf = spark.createDataFrame(df)
+        # no result_type: the struct of every output column, from the model's signature
+        udf = mlflow.pyfunc.spark_udf(spark, registered.champion, env_manager="local")
+        scored = sdf.withColumn("p", udf("report_id", "text")).select("report_id", "p.*").toPandas()
+        assert len(scored) == 6 and scored["site_label"].notna().all()
+        assert scored["site_prob"].between(0, 1).all()
+        assert pyspark.__version__
+    finally:
+        spark.stop()
