@@ -34,7 +34,7 @@ SITE_TYPE = "Body Part, Organ, or Organ Component"
 HISTOLOGY_TYPE = "Neoplastic Process"
 
 
-def _run(
+def train_methods(
     methods: list[str],
     corpus: Path,
     graph: Path | None,
@@ -53,6 +53,11 @@ def _run(
     collocations: bool,
     heldout_fraction: float,
 ) -> dict[str, Path]:
+    """Tokenize once, derive the pairs once, train each method; returns method → folder.
+
+    With ``nested`` each method's folder is ``out/METHOD``, else ``out`` itself
+    (one method). retrofit starts from word2vec's vectors when word2vec ran first.
+    """
     unknown = [m for m in methods if m not in TRAINERS]
     if unknown:
         raise InputError(f"unknown method(s) {unknown}; known: {sorted(TRAINERS)}")
@@ -138,7 +143,7 @@ def train_cmd(
     """
     _require(corpus=corpus, out=out)
     assert corpus is not None and out is not None
-    _run(
+    train_methods(
         [method], corpus, graph, out, False, seed, split, split_column, text_column, id_column,
         word2vec, retrofit, joint, pairs, tokenizer, collocations, heldout_fraction,
     )  # fmt: skip
@@ -189,7 +194,7 @@ def compare(
     """
     _require(corpus=corpus, graph=graph, out=out)
     assert corpus is not None and graph is not None and out is not None
-    written = _run(
+    written = train_methods(
         methods, corpus, graph, out, True, seed, split, split_column, text_column, id_column,
         word2vec, retrofit, joint, pairs, tokenizer, collocations, heldout_fraction,
     )  # fmt: skip
@@ -215,17 +220,10 @@ def evaluate(
     """
     folders = [load_embeddings(v) for v in vectors]
     heldout = folders[0].pairs(held_out=True)
-    sets = {
-        f.manifest["method"]
-        + (
-            ""
-            if i == 0
-            else f" ({f.path.name})"
-            if f.manifest["method"] == folders[0].manifest["method"]
-            else ""
-        ): f.vectors
-        for i, f in enumerate(folders)
-    }
+    sets: dict[str, KeyedVectors] = {}
+    for f in folders:  # label by method; the folder's name tells two of one method apart
+        name = f.manifest["method"]
+        sets[f"{name} ({f.path.name})" if name in sets else name] = f.vectors
     rows = []
     for name, kv in sets.items():
         recall, n = heldout_recall(kv, heldout, k)

@@ -199,12 +199,12 @@ def run(
     g = st.run("graph", _source_settings(graph), [], graph_stage)
 
     def embeddings_stage(folder: Path) -> dict:
-        from embeddings.cli import _run, evaluate
+        from embeddings.cli import evaluate, train_methods
         from embeddings.retrofit import RetrofitConfig
         from embeddings.tokenize import TokenizerConfig
 
         methods = ["word2vec", "kg-joint"]
-        written = _run(
+        written = train_methods(
             methods, reports, Path(g["graph"]), folder, True, seed, "train", data.split_column,
             data.text_column, data.id_column, embeddings.word2vec, RetrofitConfig(), embeddings.joint,
             embeddings.pairs, TokenizerConfig(), False, embeddings.heldout_fraction,
