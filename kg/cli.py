@@ -118,7 +118,8 @@ def link(
 
     Args:
         graph: A graph folder.
-        out: Folder for links.parquet, pairs.parquet and summary.json (required).
+        out: Folder for links.parquet, pairs.parquet, linked_phrases.tsv and summary.json
+            (required).
         corpus: A report table (csv, parquet, jsonl, or a folder of .txt files).
         vocabulary: Instead of a corpus: a text file, one token (and optionally a count) a line.
         id_column: The corpus's id column.
@@ -163,9 +164,20 @@ def link(
         "graph_checksum": g.checksum,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    phrases_linked = links.table.loc[links.table["token"].str.contains("_"), "token"]
-    top = sorted(set(phrases_linked), key=lambda t: -vocab[t])[:15]
-    _emit({**summary, "top_linked_phrases": top, "out": str(out)})
+    # every linked phrase with its corpus count, most frequent first
+    linked_phrases = sorted(
+        {t for t in links.table["token"] if "_" in t}, key=lambda t: (-vocab.get(t, 0), t)
+    )
+    (out / "linked_phrases.tsv").write_text(
+        "".join(f"{t}\t{vocab.get(t, 0)}\n" for t in linked_phrases)
+    )
+    _emit(
+        {
+            **summary,
+            "top_linked_phrases": {t: vocab.get(t, 0) for t in linked_phrases[:40]},
+            "out": str(out),
+        }
+    )
 
 
 def _read_vocabulary(path: Path) -> dict[str, int]:

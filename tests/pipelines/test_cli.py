@@ -40,7 +40,12 @@ def test_build_stats_link_roundtrip(
     assert main(["kg", "link", str(g), "--corpus", str(corpus), "--out", str(tmp_path / "l")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["linked_phrases"] == 2 and out["pairs"] >= 1
+    assert out["top_linked_phrases"] == {
+        "invasive_ductal_carcinoma": 1,
+        "squamous_cell_carcinoma": 1,
+    }
     assert (tmp_path / "l" / "pairs.parquet").exists()
+    assert (tmp_path / "l" / "linked_phrases.tsv").read_text().splitlines()[0].split("\t")[1] == "1"
 
 
 def test_config_file(tmp_path: Path, fixtures: Path) -> None:
