@@ -1,0 +1,50 @@
+"""`kinpath phenotype compare`: three initializations and the baseline in one table, all in MLflow."""
+
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from embeddings.cli import train_methods
+from embeddings.joint import JointConfig
+from embeddings.retrofit import RetrofitConfig
+from embeddings.tokenize import TokenizerConfig
+from embeddings.word2vec import Word2VecConfig
+from kg.graph import build_graph
+from kg.pairs import PairConfig
+from phenotyping.compare import compare
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_one_table_and_every_run_in_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    reports = ROOT / "tests/fixtures/reports.csv"
+    build_graph(tmp_path / "g", umls_dirs=[ROOT / "tests/fixtures/umls_META"])
+    emb = train_methods(
+        ["word2vec", "kg-joint"], reports, tmp_path / "g", tmp_path / "emb", True, 42, "train", "split",
+        "text", "report_id", Word2VecConfig(vector_size=16, epochs=2, min_count=1), RetrofitConfig(),
+        JointConfig(), PairConfig(), TokenizerConfig(), False, 0.2,
+    )  # fmt: skip
+    compare(
+        fit_config=ROOT / "configs/mtcnn.yaml",
+        embeddings={k: str(v) for k, v in emb.items()},
+        out=tmp_path / "cmp",
+        fit_args=[f"--data.data={reports}", "--trainer.max_epochs=1", "--model.filters=8", "--data.max_length=200",
+                  "--trainer.enable_progress_bar=false"],
+    )  # fmt: skip
+    table = capsys.readouterr().out
+    header = next(line for line in table.splitlines() if line.startswith("| task"))
+    for method in ("mtcnn-random", "mtcnn-word2vec", "mtcnn-kg-joint", "tfidf-logreg"):
+        assert f"{method} macro-F1" in header
+    assert "| histology |" in table
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("kinpath-phenotyping")
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"mtcnn-random", "mtcnn-word2vec", "mtcnn-kg-joint", "tfidf-logreg"}
+    assert all("test/site/macro_f1" in r.data.metrics for r in runs.values())
+    assert (tmp_path / "cmp" / "results.md").read_text() in table
