@@ -12,7 +12,7 @@
     manifests.json    provenance: the embeddings' manifest (method, corpus checksum,
                       graph checksum) and the training data's counts
 
-No report text is in it. :func:`score` is the whole inference path: tokenize,
+No report text is in it. :func:`encode` and :func:`score_ids` are the whole inference path: tokenize,
 look up ids, cut to the longest length, sort by length, batch padded to the
 batch's longest report, softmax per task.
 """
@@ -99,13 +99,6 @@ def load_bundle(folder: Path, device: str = "cpu") -> Bundle:
     )
 
 
-@dataclass(frozen=True)
-class Scores:
-    probs: dict[str, np.ndarray]  # task → [reports, classes]
-    truncated: np.ndarray  # bool per report
-    tokens: np.ndarray  # token count per report (after the cut)
-
-
 def encode(bundle: Bundle, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
     """Token ids per report, cut to the bundle's longest length, and which were cut."""
     ids, cut = [], []
@@ -134,8 +127,3 @@ def score_ids(
         for t in bundle.tasks:
             out[t][idx] = torch.softmax(logits[t].float(), -1).cpu().numpy()
     return out
-
-
-def score(bundle: Bundle, texts: Sequence[str], batch_size: int = 32) -> Scores:
-    ids, cut = encode(bundle, texts)
-    return Scores(score_ids(bundle, ids, batch_size), cut, np.array([len(x) for x in ids]))

@@ -238,9 +238,6 @@ class ReportDataModule(pl.LightningDataModule):
             "unseen_labels": {t: sum(c.values()) for t, c in self.unseen.items()},
         }
 
-    def report_ids(self, split: str) -> list[str]:
-        return self.table[self.hparams["id_column"]].iloc[self.splits[split]].tolist()
-
     def _items(self, split: str) -> list[tuple[list[int], list[int], int]]:
         return [(self.ids[i], self.labels[i].tolist(), int(i)) for i in self.splits[split]]
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from embeddings.word2vec import Word2VecConfig
 from kg.errors import InputError
 from kg.graph import build_graph, file_sha256
 from kg.pairs import PairConfig
+from kg.reports import read_reports
 from pipelines.report import results_table, task_names
 
 log = logging.getLogger(__name__)
@@ -153,8 +155,6 @@ def run(
         fit: MT-CNN fits.
         registry: Registered model name, alias and which initialization is the champion.
     """
-    import os
-
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     if registry.champion not in fit.inits:
         raise InputError(
@@ -164,23 +164,22 @@ def run(
     st = Stages(work)
     t0 = time.perf_counter()
 
+    given_sha = None
+    if data.reports:
+        if not Path(data.reports).exists():
+            raise InputError("no such report table", path=data.reports)
+        given_sha = _table_sha256(Path(data.reports))
+
     def data_stage(folder: Path) -> dict:
         if data.reports:
-            src = Path(data.reports)
-            if not src.exists():
-                raise InputError("no such report table", path=src)
-            return {"reports": str(src.resolve()), "sha256": file_sha256(src)}
+            return {"reports": str(Path(data.reports).resolve()), "sha256": given_sha}
         from pipelines.synthetic import synthetic_reports
 
         p = folder / "reports.csv"
         synthetic_reports(data.synthetic_reports, data.synthetic_seed).to_csv(p, index=False)
         return {"reports": str(p.resolve()), "sha256": file_sha256(p), "synthetic": True}
 
-    data_settings = asdict(data) | (
-        {"sha256": file_sha256(Path(data.reports))}
-        if data.reports and Path(data.reports).exists()
-        else {}
-    )
+    data_settings = asdict(data) | {"sha256": given_sha}
     reports = Path(st.run("data", data_settings, [], data_stage)["reports"])
 
     def graph_stage(folder: Path) -> dict:
@@ -248,8 +247,11 @@ def run(
     def predict_stage(folder: Path) -> dict:
         from pipelines.batch import load_model, predict
 
-        rows = pd.read_csv(reports, dtype=str, keep_default_na=False)
-        test = rows[rows[data.split_column] == "test"][[data.id_column, data.text_column]]
+        test = pd.concat(
+            read_reports(
+                reports, data.id_column, data.text_column, where={data.split_column: "test"}
+            )
+        )[[data.id_column, data.text_column]]
         test.to_csv(folder / "test_reports.csv", index=False)
         summary = predict(load_model(model["uri"], tracking_uri), folder / "test_reports.csv",
                           folder / "predictions.parquet", id_column=data.id_column, text_column=data.text_column)  # fmt: skip
@@ -303,6 +305,16 @@ def _fit_stage(
         return {"run_id": c.trainer.logger.run_id, "metrics": metrics}  # type: ignore[union-attr]
 
     return stage
+
+
+def _table_sha256(path: Path) -> str:
+    """A report table's checksum: the file, or every .txt file of a folder."""
+    if not path.is_dir():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(path.glob("*.txt")):
+        h.update(f.name.encode() + file_sha256(f).encode())
+    return h.hexdigest()
 
 
 def _version() -> str:
