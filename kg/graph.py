@@ -148,7 +148,7 @@ def build_graph(
     rel_writer = pq.ParquetWriter(out / "relations.parquet", RELATIONS_SCHEMA)
     # Relations wait until every source's atoms are written: only relations
     # between concepts the graph holds are kept.
-    pending_rel: list[Path] = []
+    pending_rel: list[tuple[Path, int]] = []  # MRREL and the index of its source
     obo_rels: list[pa.Table] = []
     try:
         for meta in umls_dirs:
@@ -169,11 +169,11 @@ def build_graph(
                     defs.setdefault(cui, d)
                 files.append(f)
             if p := umls.find_file(meta, "MRREL.RRF", required=False):
-                pending_rel.append(p)
+                pending_rel.append((p, len(sources)))  # this source is appended next
             for f in files:
                 skipped[str(f.path)] = len(f.skipped)
             sources.append({
-                "kind": "umls", "path": str(meta), "files": _checksums(meta),
+                "kind": "umls", "path": str(meta), "files": {f.path.name: f.sha256 for f in files},
                 "counts": {"mrconso_rows": conso.lines, "strings_kept": kept,
                            "dropped_by_filters": conso.lines - kept - len(conso.skipped)},
             })  # fmt: skip
@@ -195,7 +195,7 @@ def build_graph(
 
         for t in obo_rels:
             write_known(t)
-        for p in pending_rel:
+        for p, src in pending_rel:
             rel = umls.RrfFile(p, umls.MRREL_FIELDS, on_error)
             for batch in umls.read_mrrel(rel, filters, batch_size):
                 write_known(pa.table(
@@ -204,6 +204,7 @@ def build_graph(
                     schema=RELATIONS_SCHEMA,
                 ))  # fmt: skip
             skipped[str(p)] = len(rel.skipped)
+            sources[src]["files"][p.name] = rel.sha256
     finally:
         atoms_writer.close()
         rel_writer.close()
@@ -247,10 +248,6 @@ def _manifest_checksum(manifest: dict) -> str:
         sort_keys=True,
     )
     return hashlib.sha256(body.encode()).hexdigest()[:16]
-
-
-def _checksums(meta: Path) -> dict[str, str]:
-    return {p.name: file_sha256(p) for p in sorted(meta.glob("*.RRF"))}
 
 
 def _obo_tables(path: Path) -> tuple[pa.Table, pa.Table]:

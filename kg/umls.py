@@ -24,6 +24,7 @@ functions yield column batches that a writer can append to parquet.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -78,11 +79,14 @@ class RrfFile:
     on_error: OnError = "raise"
     lines: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    sha256: str = ""  # of the whole file, set once it has been read to the end
 
     def __iter__(self) -> Iterator[list[str]]:
         n = len(self.fields)
+        digest = hashlib.sha256()
         with open(self.path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
+                digest.update(raw)
                 self.lines = lineno
                 try:
                     line = raw.decode("utf-8")
@@ -98,6 +102,7 @@ class RrfFile:
                     self._bad(lineno, f"expected {n} '|'-separated fields, found {len(row)}")
                     continue
                 yield row
+        self.sha256 = digest.hexdigest()  # hashed while reading: a release is read once
 
     def _bad(self, lineno: int, why: str) -> None:
         if self.on_error == "raise":
