@@ -28,11 +28,13 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from gensim.models import KeyedVectors
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from embeddings.store import load_embeddings
 from embeddings.tokenize import ReportTokenizer
 from kg.errors import InputError
+from kg.graph import file_sha256
 from kg.reports import read_reports
 from phenotyping.tasks import DEFAULT_TASKS, MISSING, LabelEncoder, fit_encoders
 
@@ -96,6 +98,28 @@ class BucketBatchSampler(Sampler[list[int]]):
         return -(-len(self.lengths) // self.batch_size)
 
 
+def _load_vectors(path: Path) -> tuple[KeyedVectors, ReportTokenizer, dict]:
+    """Vectors, tokenizer and manifest from an embeddings folder or a word2vec-format file."""
+    if path.is_dir():
+        emb = load_embeddings(path)
+        return emb.vectors, emb.tokenizer, emb.manifest
+    if not path.exists():
+        raise InputError("no such embeddings folder or vectors file", path=path)
+    try:
+        kv = KeyedVectors.load_word2vec_format(str(path), binary=path.suffix == ".bin")
+    except (ValueError, UnicodeDecodeError, EOFError) as e:
+        raise InputError(
+            f"not a word2vec-format vectors file ({type(e).__name__})", path=path
+        ) from None
+    manifest = {
+        "method": "external",
+        "path": str(path),
+        "sha256": file_sha256(path),
+        "vocabulary_size": len(kv),
+    }
+    return kv, ReportTokenizer(), manifest
+
+
 class ReportDataModule(pl.LightningDataModule):
     def __init__(
         self,
@@ -120,7 +144,9 @@ class ReportDataModule(pl.LightningDataModule):
         Args:
             data: Report table (csv, parquet, jsonl, or a folder of .txt files).
             embeddings: Embeddings folder from `kinpath embed train` (tokenizer, vocabulary,
-                vectors); without one, a plain tokenizer and the train split's vocabulary.
+                vectors), or a word2vec-format file (.txt, or .bin for binary) of vectors made
+                elsewhere, read with a plain tokenizer; without either, a plain tokenizer and
+                the train split's vocabulary.
             tasks: Task columns; an empty cell is a missing label.
             id_column: Report id column.
             text_column: Report text column.
@@ -161,12 +187,11 @@ class ReportDataModule(pl.LightningDataModule):
         if not len(self.splits["train"]):
             raise InputError(f"no rows with {split_column} = train", path=data)
 
+        self.embedding_manifest: dict | None = None
         if embeddings:
-            emb = load_embeddings(Path(embeddings))
-            self.tokenizer = emb.tokenizer
-            self.vocab = Vocabulary(emb.vectors.index_to_key)
-            self.embedding_manifest: dict | None = emb.manifest
-            vectors = emb.vectors.vectors.astype(np.float64)
+            kv, self.tokenizer, self.embedding_manifest = _load_vectors(Path(embeddings))
+            self.vocab = Vocabulary(kv.index_to_key)
+            vectors = kv.vectors.astype(np.float64)
             if center_vectors:
                 vectors = vectors - vectors.mean(axis=0)
             rng = np.random.default_rng(seed)
@@ -178,7 +203,6 @@ class ReportDataModule(pl.LightningDataModule):
         else:
             self.tokenizer = ReportTokenizer()
             self.vocab = None  # type: ignore[assignment]
-            self.embedding_manifest = None
             self.init_vectors = None
             self.embedding_dim = 300
 

@@ -174,6 +174,11 @@ class MTCNNModule(pl.LightningModule):
 
     def _gather(self, split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
         outs = self._outputs.pop(split, [])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # DDP: every rank saw part of the split; metrics and thresholds need all of it
+            parts: list[list] = [[] for _ in range(torch.distributed.get_world_size())]
+            torch.distributed.all_gather_object(parts, outs)
+            outs = [o for part in parts for o in part]
         probs = {t: np.concatenate([p[t] for p, _ in outs]) for t in self.tasks}
         labels = (
             np.concatenate([y for _, y in outs]) if outs else np.zeros((0, len(self.tasks)), int)

@@ -47,3 +47,25 @@ def test_split_ratio_when_no_split_column_and_errors(tmp_path: Path, fixtures: P
     assert sum(dm.summary()["reports"].values()) == 150 and dm.summary()["reports"]["train"] > 80
     with pytest.raises(InputError, match=r"no task column\(s\) \['t_stage'\]"):
         ReportDataModule(str(tmp_path / "r.csv"), tasks=["t_stage"])
+
+
+def test_external_word2vec_file_and_a_bad_one(tmp_path: Path, fixtures: Path) -> None:
+    import numpy as np
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(vector_size=4)
+    kv.add_vectors(["breast", "lung", "carcinoma"], np.eye(3, 4, dtype=np.float32) + 1.0)
+    kv.save_word2vec_format(str(tmp_path / "vectors.txt"))
+    dm = ReportDataModule(
+        str(fixtures / "reports.csv"), embeddings=str(tmp_path / "vectors.txt"), tasks=["site"]
+    )
+    assert dm.vocab.itos == ["<pad>", "<unk>", "breast", "lung", "carcinoma"]
+    assert dm.embedding_dim == 4 and dm.init_vectors is not None
+    assert dm.embedding_manifest is not None and dm.embedding_manifest["method"] == "external"
+    # centered: the shared +1 offset is gone, the differences stay
+    assert abs(float(dm.init_vectors[2:].mean())) < 1e-6
+    (tmp_path / "bad.txt").write_text("not vectors at all\n")
+    with pytest.raises(InputError, match=r"bad\.txt: not a word2vec-format vectors file"):
+        ReportDataModule(
+            str(fixtures / "reports.csv"), embeddings=str(tmp_path / "bad.txt"), tasks=["site"]
+        )
