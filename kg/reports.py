@@ -17,6 +17,7 @@ reader lives here, at the start of the chain.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from kg.errors import InputError
+from kg.graph import file_sha256
 
 FORMATS = (".csv", ".parquet", ".jsonl", ".ndjson")
 
@@ -53,6 +55,17 @@ def read_reports(
             chunk = chunk[chunk[col] == value]
         if len(chunk):
             yield chunk.reset_index(drop=True)
+
+
+def table_sha256(path: str | Path) -> str:
+    """Checksum of a report table: the file's bytes, or each .txt file's name and checksum."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(path.glob("*.txt")):
+        h.update(f.name.encode() + file_sha256(f).encode())
+    return h.hexdigest()
 
 
 def read_texts(path: str | Path, text_col: str = "text", **kw: object) -> Iterator[str]:

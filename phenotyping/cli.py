@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 
 
+def tracking_uri(uri: str | None = None) -> str:
+    """The given URI, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite default."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
 class MlflowSaveConfig(SaveConfigCallback):
     """Save the resolved config, label maps and data counts into the MLflow run."""
 
@@ -114,7 +119,7 @@ class PhenotypingCLI(LightningCLI):
 
 
 def trainer_defaults() -> dict:
-    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    uri = tracking_uri()
     return {
         "accelerator": "auto",
         "logger": lazy_instance(

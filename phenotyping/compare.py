@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 from kg.errors import InputError
 from phenotyping.baseline import TfidfConfig, tfidf_baseline
-from phenotyping.cli import DEFAULT_TRACKING_URI, cli
+from phenotyping.cli import cli, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ def results_table(results: dict[str, dict[str, float]], tasks: list[str]) -> str
 def _log_baseline(metrics: dict[str, float], cfg: TfidfConfig, data: dict) -> None:
     import mlflow
 
-    client = mlflow.MlflowClient(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
+    client = mlflow.MlflowClient(tracking_uri())
     exp = client.get_experiment_by_name("kinpath-phenotyping")
     exp_id = exp.experiment_id if exp else client.create_experiment("kinpath-phenotyping")
     run = client.create_run(exp_id, run_name="tfidf-logreg")

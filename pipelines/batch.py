@@ -21,7 +21,6 @@ logs carry record numbers, ids and counts, never text.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from kg.errors import InputError
+from kg.reports import table_sha256
 from phenotyping.bundle import Bundle, encode
 from pipelines.model import output_columns, predictions
 from pipelines.records import Record, read_records
@@ -76,17 +76,6 @@ def load_model(uri: str, tracking: str | None = None) -> LoadedModel:
             raise InputError(f"cannot resolve {uri}: {e.message}") from None
     model = mlflow.pyfunc.load_model(uri)
     return LoadedModel(uri, version, model.unwrap_python_model().bundle)
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
-    for f in files:
-        h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            while b := fh.read(1 << 20):
-                h.update(b)
-    return h.hexdigest()
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
@@ -178,7 +167,7 @@ def predict(
     parts = output.with_name(output.name + ".parts")
     tasks = model.bundle.tasks
     job = {
-        "input_sha256": _file_digest(input) if input.exists() else "",
+        "input_sha256": table_sha256(input) if input.exists() else "",
         "model": model.version,
         "chunk_size": chunk_size,
         "id_column": id_column,
@@ -231,11 +220,14 @@ def predict(
         shutil.rmtree(parts)
     seconds = time.perf_counter() - t0
 
-    df = (
-        pq.read_table(output).to_pandas()
-        if output.suffix.lower() == ".parquet"
-        else pd.read_csv(output, dtype=str, keep_default_na=False)
-    )
+    if done:  # summarize what the finished job wrote; otherwise the table is still in hand
+        df = (
+            pq.read_table(output).to_pandas()
+            if output.suffix.lower() == ".parquet"
+            else pd.read_csv(output, dtype=str, keep_default_na=False)
+        )
+    else:
+        df = table.to_pandas()
     ok = (df["status"] != "error").to_numpy()
 
     def abstained(t: str) -> float | None:

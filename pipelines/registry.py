@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +23,10 @@ import mlflow
 from mlflow import MlflowClient
 
 from kg.errors import InputError
+from phenotyping.cli import tracking_uri
 from pipelines.model import KinpathModel, signature
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
-
-
-def tracking_uri(uri: str | None = None) -> str:
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from phenotyping.compare import results_table
+
 
 def _f1_plot(results: dict[str, dict[str, float]], tasks: list[str], path: Path) -> Path:
     import matplotlib
@@ -40,19 +42,6 @@ def _f1_plot(results: dict[str, dict[str, float]], tasks: list[str], path: Path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def results_table(results: dict[str, dict[str, float]], tasks: list[str]) -> str:
-    head = ["task"] + [f"{m} micro / macro-F1 (cov.)" for m in results]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for t in tasks:
-        cells = [t]
-        for r in results.values():
-            mi, ma, cov = (r.get(f"test/{t}/{k}") for k in ("micro_f1", "macro_f1", "coverage"))
-            cell = "—" if mi is None else f"{mi:.3f} / {ma:.3f}"
-            cells.append(cell + ("" if cov is None else f" ({cov:.0%})"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def write_report(

@@ -37,8 +37,9 @@ from embeddings.word2vec import Word2VecConfig
 from kg.errors import InputError
 from kg.graph import build_graph, file_sha256
 from kg.pairs import PairConfig
-from kg.reports import read_reports
-from pipelines.report import results_table, task_names
+from kg.reports import read_reports, table_sha256
+from phenotyping.compare import results_table
+from pipelines.report import task_names
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def run(
     if data.reports:
         if not Path(data.reports).exists():
             raise InputError("no such report table", path=data.reports)
-        given_sha = _table_sha256(Path(data.reports))
+        given_sha = table_sha256(data.reports)
 
     def data_stage(folder: Path) -> dict:
         if data.reports:
@@ -305,16 +306,6 @@ def _fit_stage(
         return {"run_id": c.trainer.logger.run_id, "metrics": metrics}  # type: ignore[union-attr]
 
     return stage
-
-
-def _table_sha256(path: Path) -> str:
-    """A report table's checksum: the file, or every .txt file of a folder."""
-    if not path.is_dir():
-        return file_sha256(path)
-    h = hashlib.sha256()
-    for f in sorted(path.glob("*.txt")):
-        h.update(f.name.encode() + file_sha256(f).encode())
-    return h.hexdigest()
 
 
 def _version() -> str:
