@@ -36,7 +36,7 @@ HISTOLOGY_TYPE = "Neoplastic Process"
 
 def train_methods(
     methods: list[str],
-    corpus: Path,
+    corpus: Path | list[Path],
     graph: Path | None,
     out: Path,
     nested: bool,
@@ -104,7 +104,7 @@ def _require(**options: object) -> None:
 
 
 def train_cmd(
-    corpus: Path | None = None,
+    corpus: Path | list[Path] | None = None,
     out: Path | None = None,
     method: str = "kg-joint",
     graph: Path | None = None,
@@ -124,7 +124,8 @@ def train_cmd(
     """Train one embedding method and write its folder.
 
     Args:
-        corpus: Report table (csv, parquet, jsonl, or a folder of .txt files); required.
+        corpus: Report table (csv, parquet, jsonl, or a folder of .txt files), or a list of
+            tables read as one; required.
         out: The embeddings folder to write; required.
         method: word2vec, retrofit or kg-joint.
         graph: Graph folder from `kinpath kg build` (needed by retrofit and kg-joint).
@@ -151,7 +152,7 @@ def train_cmd(
 
 
 def compare(
-    corpus: Path | None = None,
+    corpus: Path | list[Path] | None = None,
     graph: Path | None = None,
     out: Path | None = None,
     methods: list[str] = ["word2vec", "retrofit", "kg-joint"],  # noqa: B006
@@ -173,7 +174,7 @@ def compare(
     """Train several methods on one corpus and the same pairs, then evaluate them side by side.
 
     Args:
-        corpus: Report table; required.
+        corpus: Report table, or a list of tables read as one; required.
         graph: Graph folder; required.
         out: Folder; each method's embeddings go to out/METHOD; required.
         methods: Methods to train, in order (retrofit reuses word2vec's vectors if listed first).

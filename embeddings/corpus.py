@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from embeddings.tokenize import ReportTokenizer
-from kg.reports import read_reports
+from kg.reports import Tables, read_reports
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Corpus:
 
 
 def build_corpus(
-    reports: Path,
+    reports: Tables,
     tokenizer: ReportTokenizer,
     out: Path,
     text_col: str = "text",

@@ -30,6 +30,7 @@ from embeddings.tokenize import ReportTokenizer, TokenizerConfig
 from kg.graph import load_graph
 from kg.link import link_vocabulary
 from kg.pairs import PAIR_COLUMNS, PairConfig, connected_pairs
+from kg.reports import Tables
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Prepared:
 
 
 def prepare(
-    reports: Path,
+    reports: Tables,
     work: Path,
     graph: Path | None,
     seed: int,

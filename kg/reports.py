@@ -10,7 +10,10 @@ inputs:
 * a folder of ``.txt`` files, one report each, id = the file name without suffix.
 
 Every reader yields :class:`pandas.DataFrame` chunks of string columns, so a
-night's reports never need to fit in memory at once. Linking (``kinpath kg
+night's reports never need to fit in memory at once. Several tables (a list of
+paths) read as one, in the given order, each row with a ``source`` column that
+names its table (:func:`source_names`), so that splits and results stay per
+table. Linking (``kinpath kg
 link``) reads corpora before the embedding stage exists, which is why the
 reader lives here, at the start of the chain.
 """
@@ -18,7 +21,7 @@ reader lives here, at the start of the chain.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -28,10 +31,36 @@ from kg.errors import InputError
 from kg.graph import file_sha256
 
 FORMATS = (".csv", ".parquet", ".jsonl", ".ndjson")
+SOURCE = "source"  # the column that names a row's table when several are read as one
+
+Tables = str | Path | Sequence[str | Path]  # one report table, or several read as one
+
+
+def table_paths(tables: Tables) -> list[Path]:
+    """The tables as a list of paths (a single path is a list of one)."""
+    if isinstance(tables, str | Path):
+        return [Path(tables)]
+    paths = [Path(t) for t in tables]
+    if not paths:
+        raise InputError("no report table given")
+    return paths
+
+
+def source_names(tables: Tables) -> list[str]:
+    """A short, distinct name per table: the file's stem, or its folder's name where
+    stems repeat (``tcga-reports/reports.csv`` and ``tcga-ocr/reports.csv`` are
+    ``tcga-reports`` and ``tcga-ocr``)."""
+    paths = table_paths(tables)
+    names = [p.stem for p in paths]
+    if len(set(names)) < len(names):
+        names = [p.resolve().parent.name if p.is_file() else p.name for p in paths]
+    if len(set(names)) < len(names):
+        names = [str(p) for p in paths]
+    return names
 
 
 def read_reports(
-    path: str | Path,
+    path: Tables,
     id_col: str = "report_id",
     text_col: str = "text",
     where: Mapping[str, str] | None = None,
@@ -40,8 +69,20 @@ def read_reports(
     """Yield chunks of a report table, all columns as strings, missing as ``""``.
 
     ``where`` keeps rows whose columns equal the given values (``{"split": "train"}``).
+    Given several tables, each chunk also has a ``source`` column with its table's name.
     """
-    path = Path(path)
+    paths = table_paths(path)
+    names = source_names(paths) if len(paths) > 1 else [None]
+    for p, name in zip(paths, names, strict=True):
+        for chunk in _read_one(p, id_col, text_col, where, chunk_size):
+            if name is not None:
+                chunk[SOURCE] = name
+            yield chunk
+
+
+def _read_one(
+    path: Path, id_col: str, text_col: str, where: Mapping[str, str] | None, chunk_size: int
+) -> Iterator[pd.DataFrame]:
     if not path.exists():
         raise InputError("no such file or folder", path=path)
     for chunk in _chunks(path, chunk_size):
@@ -57,9 +98,14 @@ def read_reports(
             yield chunk.reset_index(drop=True)
 
 
-def table_sha256(path: str | Path) -> str:
-    """Checksum of a report table: the file's bytes, or each .txt file's name and checksum."""
-    path = Path(path)
+def table_sha256(path: Tables) -> str:
+    """Checksum of a report table: the file's bytes, or each .txt file's name and checksum.
+
+    Of several tables: the checksum of their checksums, in order."""
+    paths = table_paths(path)
+    if len(paths) > 1:
+        return hashlib.sha256("".join(table_sha256(p) for p in paths).encode()).hexdigest()
+    path = paths[0]
     if not path.is_dir():
         return file_sha256(path)
     h = hashlib.sha256()
@@ -68,7 +114,7 @@ def table_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def read_texts(path: str | Path, text_col: str = "text", **kw: object) -> Iterator[str]:
+def read_texts(path: Tables, text_col: str = "text", **kw: object) -> Iterator[str]:
     """Just the texts of a report table, one at a time."""
     for chunk in read_reports(path, text_col=text_col, **kw):  # type: ignore[arg-type]
         yield from chunk[text_col]
