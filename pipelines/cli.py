@@ -7,24 +7,44 @@ config.yaml`` (jsonargparse): the YAML's keys are the subcommand's options.
 Options may be spelled with dashes or underscores (``--on-error`` or
 ``--on_error``). Bad input exits with status 2 and a message naming the file
 and line; it never quotes the content.
+
+Only the named subcommand's module is imported, so ``kinpath --help`` and
+``kinpath predict --help`` answer without loading spaCy, Lightning or MLflow.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
-from jsonargparse import CLI
-
-from embeddings.cli import COMMANDS as EMBED_COMMANDS
-from kg.cli import COMMANDS as KG_COMMANDS
 from kg.errors import InputError
-from phenotyping.compare import COMMANDS as PHENOTYPE_COMMANDS
-from pipelines.jobs import REGISTRY_COMMANDS, predict
-from pipelines.run import demo, run
 
 log = logging.getLogger("kinpath")
+
+# subcommand -> (module, attribute, one line of help)
+SUBCOMMANDS = {
+    "kg": ("kg.cli", "COMMANDS", "knowledge graph: build (UMLS RRF / OBO), stats, link a corpus, embed (pykeen)"),
+    "embed": ("embeddings.cli", "COMMANDS", "word vectors: train, compare (word2vec / retrofit / kg-joint), evaluate"),
+    "phenotype": ("phenotyping.compare", "COMMANDS", "compare MT-CNN initializations and the TF-IDF baseline"),
+    "registry": ("pipelines.jobs", "REGISTRY_COMMANDS", "MLflow model registry: register, promote, list"),
+    "predict": ("pipelines.jobs", "predict", "score reports with a registered model (files; resumable)"),
+    "run": ("pipelines.run", "run", "the whole pipeline from a config, stages cached"),
+    "demo": ("pipelines.run", "demo", "the pipeline on synthetic reports and a synthetic graph"),
+}  # fmt: skip
+
+USAGE = (
+    "usage: kinpath [-h] {"
+    + ",".join(SUBCOMMANDS)
+    + "} ...\n\n"
+    + (
+        "Knowledge-infused coding of cancer pathology reports (site, subsite, laterality,\n"
+        "behavior, histology, grade). `kinpath SUBCOMMAND --help` for its options.\n\n"
+        "subcommands:\n"
+    )
+    + "".join(f"  {k:<10} {v[2]}\n" for k, v in SUBCOMMANDS.items())
+)
 
 
 # switches that read naturally bare: `--resume` means `--resume true`
@@ -56,20 +76,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("gensim", "nmslib", "pykeen", "torch_max_mem"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = normalize_argv(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0
+    if args[0] not in SUBCOMMANDS:
+        print(USAGE, end="", file=sys.stderr)
+        print(f"kinpath: error: unknown subcommand {args[0]!r}", file=sys.stderr)
+        return 2
+    module, attr, _ = SUBCOMMANDS[args[0]]
+    from jsonargparse import CLI
+
     try:
-        CLI(
-            {
-                "kg": KG_COMMANDS,
-                "embed": EMBED_COMMANDS,
-                "phenotype": PHENOTYPE_COMMANDS,
-                "registry": REGISTRY_COMMANDS,
-                "predict": predict,
-                "run": run,
-                "demo": demo,
-            },
-            args=args,
-            prog="kinpath",
-        )
+        target = getattr(importlib.import_module(module), attr)
+        CLI({args[0]: target}, args=args, prog="kinpath")
     except InputError as e:
         print(f"kinpath: error: {e}", file=sys.stderr)
         return 2

@@ -9,10 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines import registry
-from pipelines.batch import load_model
-from pipelines.batch import predict as run_batch
-
 
 def predict(
     model: str | None = None,
@@ -41,6 +37,8 @@ def predict(
         tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db).
     """
     from kg.errors import InputError
+    from pipelines.batch import load_model
+    from pipelines.batch import predict as run_batch
 
     if model is None or input is None or output is None:
         raise InputError("--model, --input and --output are required")
@@ -59,6 +57,8 @@ def register(run_id: str, name: str = "kinpath", tracking_uri: str | None = None
         name: Registered model name.
         tracking_uri: MLflow tracking URI.
     """
+    from pipelines import registry
+
     r = registry.register(run_id, name, tracking_uri)
     print(json.dumps(r.__dict__, indent=2))
 
@@ -74,6 +74,8 @@ def promote(
         alias: Alias to set.
         tracking_uri: MLflow tracking URI.
     """
+    from pipelines import registry
+
     registry.promote(name, version, alias, tracking_uri)
     print(
         json.dumps(
@@ -88,6 +90,8 @@ def list_(tracking_uri: str | None = None) -> None:
     Args:
         tracking_uri: MLflow tracking URI.
     """
+    from pipelines import registry
+
     print(json.dumps(registry.list_models(tracking_uri), indent=2, default=str))
 
 
