@@ -8,13 +8,18 @@
     vocab.txt         one token a line; line i is token id i (0 = padding, 1 = unknown)
     tokenizer/        the report tokenizer (embeddings.tokenize)
     label_maps.json   class names per task, in the heads' order
-    thresholds.json   per-task abstention thresholds (phenotyping.abstain)
+    decoder.json      temperatures, thresholds, back-off codes and thresholds, valid
+                      site × histology pairs, out-of-scope threshold (phenotyping.decode)
+    centroids.npy     the training sites' document-vector centroids (phenotyping.scope)
     manifests.json    provenance: the embeddings' manifest (method, corpus checksum,
                       graph checksum) and the training data's counts
 
-No report text is in it. :func:`encode` and :func:`score_ids` are the whole inference path: tokenize,
-look up ids, cut to the longest length, sort by length, batch padded to the
-batch's longest report, softmax per task.
+No report text is in it. :func:`encode` and :func:`score_ids` are the whole
+inference path: tokenize, look up ids, cut to the longest length, sort by
+length, batch padded to the batch's longest report, softmax per task and the
+similarity to the training sites; :func:`phenotyping.decode.decode` turns
+those into codes. Nothing here imports Lightning: a registered model loads
+where only its inference requirements are installed.
 """
 
 from __future__ import annotations
@@ -23,14 +28,20 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from embeddings.tokenize import ReportTokenizer
-from phenotyping.data import MIN_TOKENS, PAD, UNK, ReportDataModule, Vocabulary
-from phenotyping.module import MTCNNModule
+from phenotyping.decode import Decoder
 from phenotyping.network import MTCNN
+from phenotyping.scope import similarity
+from phenotyping.vocab import MIN_TOKENS, PAD, UNK, Vocabulary
+
+if TYPE_CHECKING:
+    from phenotyping.data import ReportDataModule
+    from phenotyping.module import MTCNNModule
 
 
 def save_bundle(folder: Path, module: MTCNNModule, dm: ReportDataModule) -> Path:
@@ -51,8 +62,10 @@ def save_bundle(folder: Path, module: MTCNNModule, dm: ReportDataModule) -> Path
     (folder / "vocab.txt").write_text("".join(w + "\n" for w in dm.vocab.itos))
     dm.tokenizer.save(folder / "tokenizer")
     (folder / "label_maps.json").write_text(json.dumps(dm.label_maps, indent=2) + "\n")
-    thresholds = {t: th.as_dict() for t, th in module.thresholds.items()}
-    (folder / "thresholds.json").write_text(json.dumps(thresholds, indent=2) + "\n")
+    decoder = module.decoder or Decoder(dm.label_maps)
+    (folder / "decoder.json").write_text(json.dumps(decoder.as_dict(), indent=1) + "\n")
+    if module.centroids is not None:
+        np.save(folder / "centroids.npy", module.centroids.astype(np.float32))
     manifests = {"embeddings": dm.embedding_manifest, "data": dm.summary()}
     (folder / "manifests.json").write_text(json.dumps(manifests, indent=2, default=str) + "\n")
     return folder
@@ -65,7 +78,8 @@ class Bundle:
     vocab: Vocabulary
     tasks: list[str]
     label_maps: dict[str, list[str]]
-    thresholds: dict[str, float]
+    decoder: Decoder
+    centroids: np.ndarray | None
     max_length: int
     manifests: dict
     device: torch.device
@@ -82,17 +96,15 @@ def load_bundle(folder: Path, device: str = "cpu") -> Bundle:
     dev = torch.device(device)
     net.to(dev).eval()
     vocab = Vocabulary((folder / "vocab.txt").read_text().splitlines()[2:])
-    thresholds = {
-        t: float(v["threshold"])
-        for t, v in json.loads((folder / "thresholds.json").read_text()).items()
-    }
+    centroids = folder / "centroids.npy"
     return Bundle(
         net=net,
         tokenizer=ReportTokenizer.load(folder / "tokenizer"),
         vocab=vocab,
         tasks=list(cfg["tasks"]),
         label_maps=json.loads((folder / "label_maps.json").read_text()),
-        thresholds=thresholds,
+        decoder=Decoder.from_dict(json.loads((folder / "decoder.json").read_text())),
+        centroids=np.load(centroids) if centroids.exists() else None,
         max_length=int(cfg["max_length"]),
         manifests=json.loads((folder / "manifests.json").read_text()),
         device=dev,
@@ -112,10 +124,12 @@ def encode(bundle: Bundle, texts: Sequence[str]) -> tuple[list[list[int]], np.nd
 @torch.inference_mode()
 def score_ids(
     bundle: Bundle, ids: list[list[int]], batch_size: int = 32, pad_to: int | None = None
-) -> dict[str, np.ndarray]:
-    """Class probabilities per task; ``pad_to`` pads every batch to a fixed width instead."""
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Class probabilities per task and the similarity to the training sites (None without
+    centroids); ``pad_to`` pads every batch to a fixed width instead."""
     order = np.argsort([len(x) for x in ids], kind="stable")
     out = {t: np.zeros((len(ids), len(bundle.label_maps[t])), np.float32) for t in bundle.tasks}
+    sim = np.zeros(len(ids)) if bundle.centroids is not None else None
     for s in range(0, len(ids), batch_size):
         idx = order[s : s + batch_size]
         width = pad_to or max(MIN_TOKENS, max(len(ids[i]) for i in idx))
@@ -123,7 +137,10 @@ def score_ids(
         for r, i in enumerate(idx):
             tokens[r, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
         lengths = torch.tensor([len(ids[i]) for i in idx])
-        logits = bundle.net(tokens.to(bundle.device), lengths.to(bundle.device))
+        z = bundle.net.features(tokens.to(bundle.device), lengths.to(bundle.device))
+        logits = bundle.net.classify(z)
         for t in bundle.tasks:
             out[t][idx] = torch.softmax(logits[t].float(), -1).cpu().numpy()
-    return out
+        if sim is not None and bundle.centroids is not None:
+            sim[idx] = similarity(z.float().cpu().numpy(), bundle.centroids)
+    return out, sim

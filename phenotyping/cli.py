@@ -81,6 +81,7 @@ class PhenotypingCLI(LightningCLI):
             ("data.init_vectors", "model.init_vectors"),
             ("data.class_weights", "model.class_weights"),
             ("data.label_maps", "model.label_maps"),
+            ("data.coding_rules", "model.coding_rules"),
         ):
             parser.link_arguments(src, dst, apply_on="instantiate")
         parser.link_arguments("seed_everything", "data.seed")

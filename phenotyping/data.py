@@ -1,7 +1,7 @@
 """The reports DataModule: table → token ids and masked labels, length-bucketed batches.
 
 The table (csv, parquet, jsonl or a folder of .txt files; see
-:mod:`kg.reports`) has an id column, a text column and one column per task;
+:mod:`kg.reports`), or several read as one with their splits kept, has an id column, a text column and one column per task;
 the ``split`` column (train / val / test) fixes the split, or ``split_ratio``
 draws one with the seed. Reports are tokenized with the tokenizer saved beside
 the embeddings (or a plain one without phrases when no embeddings are given),
@@ -34,41 +34,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from embeddings.store import load_embeddings
 from embeddings.tokenize import ReportTokenizer
 from kg.errors import InputError
-from kg.graph import file_sha256
-from kg.reports import read_reports
+from kg.graph import file_sha256, load_graph
+from kg.reports import SOURCE, read_reports, table_paths
+from phenotyping.hierarchy import Hierarchy, hierarchy_from_graph
+from phenotyping.rules import NOT_APPLICABLE, laterality_applies, read_valid_combinations
 from phenotyping.tasks import DEFAULT_TASKS, MISSING, LabelEncoder, fit_encoders
+from phenotyping.vocab import PAD, UNK, Vocabulary, collate
 
 log = logging.getLogger(__name__)
-
-PAD, UNK = 0, 1
-MIN_TOKENS = 5  # the widest convolution window
-
-
-class Vocabulary:
-    def __init__(self, words: Sequence[str]):
-        self.itos = ["<pad>", "<unk>", *words]
-        self.stoi = {w: i for i, w in enumerate(self.itos)}
-
-    def encode(self, tokens: Sequence[str]) -> list[int]:
-        get = self.stoi.get
-        return [get(t, UNK) for t in tokens]
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-
-def collate(batch: list[tuple[list[int], list[int], int]]) -> dict[str, torch.Tensor]:
-    """Pad to the longest report of the batch (at least the widest window)."""
-    width = max(MIN_TOKENS, max(len(ids) for ids, _, _ in batch))
-    tokens = torch.full((len(batch), width), PAD, dtype=torch.long)
-    for i, (ids, _, _) in enumerate(batch):
-        tokens[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return {
-        "tokens": tokens,
-        "lengths": torch.tensor([len(ids) for ids, _, _ in batch]),
-        "labels": torch.tensor([y for _, y, _ in batch], dtype=torch.long),
-        "index": torch.tensor([i for _, _, i in batch]),
-    }
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -123,7 +96,7 @@ def _load_vectors(path: Path) -> tuple[KeyedVectors, ReportTokenizer, dict]:
 class ReportDataModule(pl.LightningDataModule):
     def __init__(
         self,
-        data: str,
+        data: str | list[str],
         embeddings: str | None = None,
         tasks: list[str] = list(DEFAULT_TASKS),  # noqa: B006 (jsonargparse reads the default)
         id_column: str = "report_id",
@@ -134,6 +107,9 @@ class ReportDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         min_count: int = 2,
         balance_classes: bool = False,
+        laterality_not_applicable: bool = True,
+        graph: str | None = None,
+        valid_combinations: str | None = None,
         center_vectors: bool = True,
         predict_split: str = "test",
         num_workers: int = 0,
@@ -142,7 +118,9 @@ class ReportDataModule(pl.LightningDataModule):
         """Reports, tokens and labels for the multitask CNN.
 
         Args:
-            data: Report table (csv, parquet, jsonl, or a folder of .txt files).
+            data: Report table (csv, parquet, jsonl, or a folder of .txt files), or a list of
+                tables read as one: each keeps its own split, and test results are also
+                reported per table (``test/<table>/<task>/...``).
             embeddings: Embeddings folder from `kinpath embed train` (tokenizer, vocabulary,
                 vectors), or a word2vec-format file (.txt, or .bin for binary) of vectors made
                 elsewhere, read with a plain tokenizer; without either, a plain tokenizer and
@@ -156,6 +134,16 @@ class ReportDataModule(pl.LightningDataModule):
             batch_size: Reports per batch.
             min_count: Without embeddings: least train-split count of a vocabulary word.
             balance_classes: Weight each task's loss by inverse class frequency (train split).
+            laterality_not_applicable: Label laterality "not applicable" (SEER code 0) for
+                reports whose subsite (or site) is not a paired organ
+                (phenotyping/tables/laterality_sites.csv), as a registry codes it, instead of
+                leaving it empty or keeping a side the clinical data gives for an unpaired
+                organ; the head then learns where laterality does not apply.
+            graph: Graph folder (`kinpath kg build`) whose ICD-O-3 hierarchy gives the back-off
+                codes (C34.1 → C34.9, 8255 → 8140); None: no back-off.
+            valid_combinations: CSV of valid site × histology/behavior pairs, header
+                `site,histology` (SEER's list, e.g.
+                ../shared/data/registry/seer-site-histology-valid.csv); None: no edit check.
             center_vectors: Remove the vectors' mean before use. Small-corpus word2vec vectors
                 share a large common direction (on the TCGA train split two random words have
                 a mean cosine of 0.70; 0.03 once centered); removing it (Mu & Viswanath 2018)
@@ -168,24 +156,31 @@ class ReportDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.tasks = list(tasks)
+        where = ", ".join(map(str, table_paths(data)))  # for messages
         frames = list(read_reports(data, id_col=id_column, text_col=text_column))
         if not frames:
-            raise InputError("report table is empty", path=data)
+            raise InputError("report table is empty", path=where)
         table = pd.concat(frames, ignore_index=True)
         missing = [t for t in self.tasks if t not in table.columns]
         if missing:
-            raise InputError(f"no task column(s) {missing}", path=data)
+            raise InputError(f"no task column(s) {missing}", path=where)
         if split_column not in table.columns:
             rng = np.random.default_rng(seed)
             r = rng.random(len(table))
             a, b, _ = split_ratio
             table[split_column] = np.where(r < a, "train", np.where(r < a + b, "val", "test"))
+        if laterality_not_applicable and "laterality" in self.tasks:
+            table = _laterality_by_rule(table)
         self.table = table
+        # per row, the name of the table it came from (None: one table)
+        self.source_of: np.ndarray | None = (
+            table[SOURCE].to_numpy() if SOURCE in table.columns else None
+        )
         self.splits = {
             s: np.flatnonzero(table[split_column].to_numpy() == s) for s in ("train", "val", "test")
         }
         if not len(self.splits["train"]):
-            raise InputError(f"no rows with {split_column} = train", path=data)
+            raise InputError(f"no rows with {split_column} = train", path=where)
 
         self.embedding_manifest: dict | None = None
         if embeddings:
@@ -234,6 +229,7 @@ class ReportDataModule(pl.LightningDataModule):
         self.num_classes = {t: len(e) for t, e in self.encoders.items()}
         self.vocab_size = len(self.vocab)
         self.class_weights = self._class_weights() if balance_classes else None
+        self.coding_rules = coding_rules(self.label_maps, graph, valid_combinations)
 
     def _class_weights(self) -> dict[str, list[float]]:
         out = {}
@@ -264,6 +260,10 @@ class ReportDataModule(pl.LightningDataModule):
 
     def _items(self, split: str) -> list[tuple[list[int], list[int], int]]:
         return [(self.ids[i], self.labels[i].tolist(), int(i)) for i in self.splits[split]]
+
+    def eval_loader(self, split: str) -> DataLoader:
+        """A split's reports in length order, as validation and test read them."""
+        return self._loader(split)
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
         items = self._items(split)
@@ -308,6 +308,45 @@ class ReportDataModule(pl.LightningDataModule):
             (folder / name).write_text(json.dumps(obj, indent=2) + "\n")
             out.append(folder / name)
         return out
+
+
+def coding_rules(
+    label_maps: dict[str, list[str]], graph: str | None, valid_combinations: str | None
+) -> dict:
+    """What decoding needs from the graph and the registry's tables, as JSON-able data.
+
+    The valid pairs are kept only where they concern the model's classes or their
+    back-off codes, a few thousand of SEER's 49,831.
+    """
+    hierarchy = Hierarchy()
+    if graph:
+        g = load_graph(Path(graph))
+        hierarchy = hierarchy_from_graph(g, label_maps, g.checksum)
+    valid = None
+    if valid_combinations:
+        sites = set(label_maps.get("site", [])) | {u[:3] for u in label_maps.get("subsite", [])}
+        hist = set(label_maps.get("histology", []))
+        hist |= set(hierarchy.backoff.get("histology", {}).values())
+        valid = sorted(
+            [u, h]
+            for u, h in read_valid_combinations(valid_combinations)
+            if u[:3] in sites and h.split("/")[0] in hist
+        )
+    return {"hierarchy": hierarchy.as_dict(), "valid": valid}
+
+
+def _laterality_by_rule(table: pd.DataFrame) -> pd.DataFrame:
+    """Laterality = not applicable where the report's subsite (else its site) is unpaired."""
+    where = table.get("subsite", pd.Series("", index=table.index)).where(
+        lambda s: s != "", table.get("site", pd.Series("", index=table.index))
+    )
+    unpaired = where.map(lambda c: c != "" and laterality_applies(c) is False)
+    if unpaired.any():
+        table = table.copy()
+        table.loc[unpaired.to_numpy(), "laterality"] = NOT_APPLICABLE
+        log.info("laterality: %d report(s) at unpaired sites labelled %r",
+                 int(unpaired.sum()), NOT_APPLICABLE)  # fmt: skip
+    return table
 
 
 class _List(Dataset):

@@ -1,16 +1,24 @@
-"""The LightningModule around :class:`~phenotyping.network.MTCNN`: loss, metrics, thresholds.
+"""The LightningModule around :class:`~phenotyping.network.MTCNN`: loss, metrics, decoding.
 
 * Loss: the sum over tasks of cross-entropy over the reports that carry that
   task's label. A missing (or unseen-in-training) label is masked out: a task
   with no label in a batch adds exactly zero loss and zero gradient to its head.
 * Metrics, per task on validation and test: accuracy, micro-F1 and macro-F1,
   logged as ``val/<task>/macro_f1`` etc.; ``val/loss`` drives early stopping.
-* Abstention: at the end of every validation epoch, thresholds reaching the
-  target accuracy are chosen on the validation predictions; they are saved in
-  the checkpoint (so the best checkpoint carries the thresholds of its epoch)
-  and applied at test time: ``test/<task>/coverage`` and ``.../covered_accuracy``.
+* Decoding: at the end of every validation epoch a :class:`~phenotyping.decode.Decoder`
+  (temperatures, bounded thresholds, back-off thresholds) is fitted on the
+  validation predictions with the data's coding rules (graph hierarchy, valid
+  site × histology pairs); it is saved in the checkpoint (so the best
+  checkpoint carries its epoch's decoder). At test start the training sites'
+  centroids and the out-of-scope threshold are computed
+  (:mod:`phenotyping.scope`). Test metrics are on the decoded output:
+  ``test/<task>/coverage`` (auto-coded share), ``.../covered_accuracy``,
+  ``.../backoff`` and ``.../backoff_accuracy``, ``test/edit_checks``,
+  ``test/out_of_scope``, ``test/contradictions``; F1 is the heads' argmax.
+* Several report tables (the data's ``source_of``): test metrics are also
+  logged per table, ``test/<table>/<task>/macro_f1``; the unprefixed ones pool them.
 * At test end: a confusion matrix per task and the accuracy–coverage curves as
-  PNG, the thresholds as JSON, logged to the run when the logger is MLflow.
+  PNG, the decoder as JSON, logged to the run when the logger is MLflow.
 """
 
 from __future__ import annotations
@@ -27,10 +35,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from pytorch_lightning.loggers import MLFlowLogger
 
-from phenotyping.abstain import Threshold, choose_threshold, evaluate_threshold
+from phenotyping.abstain import choose_threshold
+from phenotyping.decode import Decoder, decode, decoded_metrics, fit_decoder, independent
+from phenotyping.hierarchy import Hierarchy
 from phenotyping.metrics import classification_metrics
 from phenotyping.network import MTCNN
 from phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
+from phenotyping.scope import similarity, site_centroids
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +90,7 @@ class MTCNNModule(pl.LightningModule):
         class_weights: dict[str, list[float]] | None = None,
         label_maps: dict[str, list[str]] | None = None,
         init_vectors: torch.Tensor | None = None,
+        coding_rules: dict | None = None,
     ):
         """The multitask CNN and how it is trained.
 
@@ -99,11 +111,13 @@ class MTCNNModule(pl.LightningModule):
             class_weights: Per-task class weights (linked from the data when enabled there).
             label_maps: Class names per task (linked from the data).
             init_vectors: Initial word vectors (linked from the data).
+            coding_rules: The graph's back-off hierarchy and the valid site × histology
+                pairs (linked from the data).
         """
         super().__init__()
         if init not in ("pretrained", "random"):
             raise ValueError(f"init must be 'pretrained' or 'random', not {init!r}")
-        self.save_hyperparameters(ignore=["init_vectors"])
+        self.save_hyperparameters(ignore=["init_vectors", "coding_rules"])
         num_classes = num_classes or {}
         self.tasks = list(num_classes)
         self.net = MTCNN(
@@ -126,8 +140,18 @@ class MTCNNModule(pl.LightningModule):
             if class_weights
             else None
         )
-        self.thresholds: dict[str, Threshold] = {}
-        self._outputs: dict[str, list[tuple[dict[str, np.ndarray], np.ndarray]]] = defaultdict(list)
+        rules = coding_rules or {}
+        self.hierarchy = Hierarchy.from_dict(rules.get("hierarchy"))
+        self.valid = (
+            frozenset(tuple(x) for x in rules["valid"]) if rules.get("valid") is not None else None
+        )
+        self.decoder: Decoder | None = None
+        self.centroids: np.ndarray | None = None
+        self._before: dict[str, float] = {}  # per-task thresholds as before decoding existed
+        # per split, per batch: probabilities, labels, row index, similarity to training
+        self._outputs: dict[str, list[tuple[dict, np.ndarray, np.ndarray, np.ndarray]]] = (
+            defaultdict(list)
+        )
 
     def forward(
         self, tokens: torch.Tensor, lengths: torch.Tensor | None = None
@@ -151,13 +175,21 @@ class MTCNNModule(pl.LightningModule):
         return loss
 
     def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
-        logits = self(batch["tokens"], batch["lengths"])
+        z = self.net.features(batch["tokens"], batch["lengths"])
+        logits = self.net.classify(z)
         loss, _ = masked_multitask_loss(
             logits, batch["labels"], self.tasks, self._weights_on(self.device)
         )
         self.log(f"{split}/loss", loss, prog_bar=split == "val", batch_size=len(batch["tokens"]))
         probs = {t: torch.softmax(v.float(), -1).cpu().numpy() for t, v in logits.items()}
-        self._outputs[split].append((probs, batch["labels"].cpu().numpy()))
+        sim = (
+            similarity(z.float().cpu().numpy(), self.centroids)
+            if self.centroids is not None
+            else np.full(len(z), np.nan)
+        )
+        self._outputs[split].append(
+            (probs, batch["labels"].cpu().numpy(), batch["index"].cpu().numpy(), sim)
+        )
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -172,18 +204,30 @@ class MTCNNModule(pl.LightningModule):
             **{t: torch.softmax(v.float(), -1) for t, v in logits.items()},
         }
 
-    def _gather(self, split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def _gather(
+        self, split: str
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
         outs = self._outputs.pop(split, [])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # DDP: every rank saw part of the split; metrics and thresholds need all of it
             parts: list[list] = [[] for _ in range(torch.distributed.get_world_size())]
             torch.distributed.all_gather_object(parts, outs)
             outs = [o for part in parts for o in part]
-        probs = {t: np.concatenate([p[t] for p, _ in outs]) for t in self.tasks}
-        labels = (
-            np.concatenate([y for _, y in outs]) if outs else np.zeros((0, len(self.tasks)), int)
-        )
-        return probs, labels
+        probs = {t: np.concatenate([o[0][t] for o in outs]) for t in self.tasks}
+        if not outs:
+            return probs, np.zeros((0, len(self.tasks)), int), np.zeros(0, int), np.zeros(0)
+        labels, index, sim = (np.concatenate([o[k] for o in outs]) for k in (1, 2, 3))
+        return probs, labels, index, sim
+
+    def _truth(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """Label names per task: ``""`` where missing, ``<unseen>`` where not a class."""
+        maps = self.hparams.get("label_maps") or {}
+        out = {}
+        for j, t in enumerate(self.tasks):
+            names = np.array([*maps.get(t, []), "<unseen>"], dtype=object)
+            y = labels[:, j]
+            out[t] = np.where(y == -100, "", names[np.where(y >= 0, y, len(names) - 1)])
+        return out
 
     def _metrics(
         self, split: str, probs: dict[str, np.ndarray], labels: np.ndarray
@@ -203,36 +247,107 @@ class MTCNNModule(pl.LightningModule):
         return float(targets.get(task, self.hparams["target_accuracy"]))
 
     def on_validation_epoch_end(self) -> None:
-        probs, labels = self._gather("val")
+        probs, labels, _, _ = self._gather("val")
         if not len(labels):
             return
         self.log_dict(self._metrics("val", probs, labels))
-        thresholds = {}
+        targets = self.hparams.get("task_targets") or {}
+        maps = self.hparams.get("label_maps") or {t: [] for t in self.tasks}
+        self.decoder = fit_decoder(
+            probs, self._truth(labels), maps, self.hierarchy, self.valid,
+            targets=targets, target=self.hparams["target_accuracy"],
+        )  # fmt: skip
+        d = decode(probs, self.decoder)
+        for t in self.tasks:
+            self.log(f"val/{t}/coverage", float((~d.abstain[t]).mean()))
+
+    def on_test_start(self) -> None:
+        """The training sites' centroids and the out-of-scope threshold, from this model.
+
+        A checkpoint without a decoder (made before decoding existed, or by
+        `lightning test` on another run's weights) gets one fitted on the
+        validation split here, as a fit would have.
+        """
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None:
+            return
+        val_z, val_y = self._features(dm.eval_loader("val"))
+        if not len(val_y):
+            return
+        with torch.inference_mode():
+            logits = self.net.classify(torch.from_numpy(val_z).to(self.device))
+        probs = {t: torch.softmax(v.float(), -1).cpu().numpy() for t, v in logits.items()}
+        # the baseline: each task alone, the lowest confidence that reached the target on validation
+        self._before = {}
         for j, t in enumerate(self.tasks):
-            keep = labels[:, j] != -100
-            conf = probs[t][keep].max(1)
-            correct = probs[t][keep].argmax(1) == labels[keep, j]
-            thresholds[t] = choose_threshold(conf, correct, self._target(t))
-            self.log(f"val/{t}/coverage", thresholds[t].coverage)
-        self.thresholds = thresholds
+            has = val_y[:, j] != -100
+            ok = probs[t][has].argmax(1) == val_y[has, j]
+            self._before[t] = choose_threshold(
+                probs[t][has].max(1), ok, self._target(t), None
+            ).threshold
+        if self.decoder is None:
+            self.decoder = fit_decoder(
+                probs, self._truth(val_y), self.hparams.get("label_maps") or {},
+                self.hierarchy, self.valid, targets=self.hparams.get("task_targets") or {},
+                target=self.hparams["target_accuracy"],
+            )  # fmt: skip
+        if self.decoder is None or "site" not in self.tasks:
+            return
+        site = self.tasks.index("site")
+        train_z, train_y = self._features(dm.eval_loader("train"))
+        self.centroids = site_centroids(train_z, train_y[:, site])
+        sim = similarity(val_z, self.centroids)
+        self.decoder = self.decoder.replace(scope_threshold=float(np.quantile(sim, 0.01)))
+
+    @torch.inference_mode()
+    def _features(self, batches: object) -> tuple[np.ndarray, np.ndarray]:
+        """Document vectors and labels of a loader's reports, in eval mode."""
+        was = self.training
+        self.eval()
+        zs, ys = [], []
+        for b in batches:  # type: ignore[attr-defined]
+            z = self.net.features(b["tokens"].to(self.device), b["lengths"].to(self.device))
+            zs.append(z.float().cpu().numpy())
+            ys.append(b["labels"].numpy())
+        self.train(was)
+        if not zs:
+            return np.zeros((0, 0)), np.zeros((0, len(self.tasks)), int)
+        return np.concatenate(zs), np.concatenate(ys)
 
     def on_test_epoch_end(self) -> None:
-        probs, labels = self._gather("test")
+        probs, labels, index, sim = self._gather("test")
         if not len(labels):
             return
+        sim_or_none = None if np.isnan(sim).all() else sim
+        truth = self._truth(labels)
         metrics = self._metrics("test", probs, labels)
-        curves = {}
-        for j, t in enumerate(self.tasks):
-            keep = labels[:, j] != -100
-            if not keep.any() or t not in self.thresholds:
-                continue
-            conf = probs[t][keep].max(1)
-            correct = probs[t][keep].argmax(1) == labels[keep, j]
-            acc, cov = evaluate_threshold(conf, correct, self.thresholds[t].threshold)
-            metrics[f"test/{t}/coverage"] = cov
-            metrics[f"test/{t}/covered_accuracy"] = acc if acc == acc else 0.0
-            curves[t] = (conf, correct, self.thresholds[t].threshold)
+        decoded = decode(probs, self.decoder, sim_or_none) if self.decoder else None
+        maps = self.hparams.get("label_maps") or {}
+        if decoded is not None and self.decoder is not None:
+            metrics |= decoded_metrics(decoded, truth, self.decoder, "test")
+            before = independent(probs, maps, self._before)
+            metrics |= decoded_metrics(before, truth, self.decoder, "test/before")
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        source_of = getattr(dm, "source_of", None)
+        if source_of is not None:
+            for name in sorted(set(source_of[index])):
+                rows = source_of[index] == name
+                part = {t: p[rows] for t, p in probs.items()}
+                metrics |= self._metrics(f"test/{name}", part, labels[rows])
+                if self.decoder is not None:
+                    d = decode(part, self.decoder, None if sim_or_none is None else sim[rows])
+                    sub = {t: v[rows] for t, v in truth.items()}
+                    metrics |= decoded_metrics(d, sub, self.decoder, f"test/{name}")
+                    before = independent(part, maps, self._before)
+                    metrics |= decoded_metrics(before, sub, self.decoder, f"test/{name}/before")
         self.log_dict(metrics)
+        curves = {}
+        if decoded is not None and self.decoder is not None:
+            for t in self.tasks:
+                has = truth[t] != ""
+                ok = decoded.labels[t][has] == truth[t][has]
+                thr = self.decoder.thresholds.get(t, 1.01)
+                curves[t] = (decoded.probs[t][has], ok, thr)
         self._test_artifacts(probs, labels, curves)
 
     def _test_artifacts(
@@ -241,9 +356,9 @@ class MTCNNModule(pl.LightningModule):
         maps = self.hparams.get("label_maps") or {}
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
-            files = [d / "thresholds.json"]
+            files = [d / "decoder.json"]
             files[0].write_text(
-                json.dumps({t: th.as_dict() for t, th in self.thresholds.items()}, indent=2)
+                json.dumps(self.decoder.as_dict() if self.decoder else {}, indent=2)
             )
             for j, t in enumerate(self.tasks):
                 y = labels[:, j]
@@ -273,10 +388,11 @@ class MTCNNModule(pl.LightningModule):
                 (out / f.name).write_bytes(f.read_bytes())
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["thresholds"] = {t: th.as_dict() for t, th in self.thresholds.items()}
+        checkpoint["decoder"] = self.decoder.as_dict() if self.decoder else None
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.thresholds = {t: Threshold(**v) for t, v in checkpoint.get("thresholds", {}).items()}
+        d = checkpoint.get("decoder")
+        self.decoder = Decoder.from_dict(d) if d else None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams

@@ -63,9 +63,13 @@ class MTCNN(nn.Module):
             pooled.append(h.max(dim=-1).values)
         return torch.cat(pooled, dim=1)
 
+    def classify(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per task from document vectors ``[B, F·K]`` (dropout while training)."""
+        z = self.dropout(z)
+        return {t: head(z) for t, head in self.heads.items()}
+
     def forward(
         self, tokens: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         """Logits per task."""
-        z = self.dropout(self.features(tokens, lengths))
-        return {t: head(z) for t, head in self.heads.items()}
+        return self.classify(self.features(tokens, lengths))

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from kg.errors import InputError
 from kg.reports import table_sha256
 from phenotyping.bundle import Bundle, encode
-from pipelines.model import output_columns, predictions
+from pipelines.model import output_columns, output_types, predictions
 from pipelines.records import Record, read_records
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,9 @@ def _score_chunk(
     return pd.DataFrame(rows, columns=cols)
 
 
+ARROW_TYPES = {"string": pa.string(), "double": pa.float64(), "boolean": pa.bool_()}
+
+
 def _schema(tasks: list[str]) -> pa.Schema:
     fields = [
         ("record", pa.int64()),
@@ -133,9 +136,11 @@ def _schema(tasks: list[str]) -> pa.Schema:
         ("status", pa.string()),
         ("error", pa.string()),
     ]
-    for t in tasks:
-        fields += [(f"{t}_label", pa.string()), (f"{t}_prob", pa.float64()),
-                   (f"{t}_abstain", pa.bool_()), (f"{t}_top3", pa.string())]  # fmt: skip
+    fields += [
+        (c, ARROW_TYPES[kind])
+        for c, kind in output_types(tasks).items()
+        if c not in ("report_id", "truncated")
+    ]
     return pa.schema(fields)
 
 
@@ -230,9 +235,9 @@ def predict(
         df = table.to_pandas()
     ok = (df["status"] != "error").to_numpy()
 
-    def abstained(t: str) -> float | None:
-        col = df.loc[ok, f"{t}_abstain"].astype(str).str.lower() == "true"
-        return round(float(col.mean()), 4) if ok.any() else None
+    def rate(col: str) -> float | None:
+        flag = df.loc[ok, col].astype(str).str.lower() == "true"
+        return round(float(flag.mean()), 4) if ok.any() else None
 
     kinds = Counter(e.split(":", 1)[0] for e in df.loc[~ok, "error"])
     summary: dict[str, object] = {
@@ -245,7 +250,14 @@ def predict(
         "truncated": int((df["status"] == "truncated").sum()),
         "errors": int((~ok).sum()),
         "errors_by_kind": dict(sorted(kinds.items())),
-        "abstention_rate": {t: abstained(t) for t in tasks},
+        "abstention_rate": {t: rate(f"{t}_abstain") for t in tasks},
+        "backoff_rate": {t: rate(f"{t}_backoff") for t in tasks},
+        "edit_check_rate": (
+            round(float((df.loc[ok, "edit_checks"].fillna("") != "").mean()), 4)
+            if ok.any()
+            else None
+        ),
+        "out_of_scope_rate": rate("out_of_scope"),
         "chunks_resumed": skipped,
         "records_scored_now": scored,
         "seconds": round(seconds, 2),

@@ -1,10 +1,15 @@
 """The registered model: an MLflow pyfunc around a phenotyping bundle.
 
 Input: a table with ``report_id`` and ``text``. Output, one row per report, in
-the input's order: ``report_id``; per task ``<task>_label``, ``<task>_prob``,
-``<task>_abstain`` (the probability is below the task's threshold, saved with
-the model) and ``<task>_top3`` (JSON: ``[[label, prob], ...]``); and
-``truncated`` (the report was longer than the model reads).
+the input's order: ``report_id``; per task ``<task>_label`` (the decoded code:
+consistent across tasks, see :mod:`phenotyping.decode`), ``<task>_prob`` (its
+calibrated confidence), ``<task>_abstain`` (not auto-coded: to review),
+``<task>_backoff`` (the label is the NOS parent of an uncertain fine code) and
+``<task>_top3`` (JSON: ``[[label, prob], ...]``, the head's own calibrated
+probabilities); ``edit_checks`` (the failed checks, comma-separated, empty
+when none: a record with one is never auto-coded), ``out_of_scope`` (unlike
+the training reports: nothing auto-coded) and ``truncated`` (the report was
+longer than the model reads).
 
 The model carries everything it needs as artifacts (the bundle: weights,
 network shape, tokenizer, vocabulary, label maps, thresholds, manifests) and
@@ -27,48 +32,52 @@ from mlflow.types import ColSpec, Schema
 
 from kg.errors import InputError
 from phenotyping.bundle import Bundle, encode, load_bundle, score_ids
+from phenotyping.decode import calibrate, decode
 
 INPUT_COLUMNS = ("report_id", "text")
+TASK_COLUMNS = (("label", "string"), ("prob", "double"), ("abstain", "boolean"),
+                ("backoff", "boolean"), ("top3", "string"))  # fmt: skip
+RECORD_COLUMNS = (("edit_checks", "string"), ("out_of_scope", "boolean"), ("truncated", "boolean"))
+
+
+def output_types(tasks: list[str]) -> dict[str, str]:
+    """Every output column and its MLflow type, in order."""
+    cols = {"report_id": "string"}
+    for t in tasks:
+        cols |= {f"{t}_{k}": v for k, v in TASK_COLUMNS}
+    return cols | dict(RECORD_COLUMNS)
 
 
 def output_columns(tasks: list[str]) -> list[str]:
-    cols = ["report_id"]
-    for t in tasks:
-        cols += [f"{t}_label", f"{t}_prob", f"{t}_abstain", f"{t}_top3"]
-    return [*cols, "truncated"]
+    return list(output_types(tasks))
 
 
 def signature(tasks: list[str]) -> ModelSignature:
     inputs = Schema([ColSpec("string", c) for c in INPUT_COLUMNS])
-    outs = [ColSpec("string", "report_id")]
-    for t in tasks:
-        outs += [
-            ColSpec("string", f"{t}_label"),
-            ColSpec("double", f"{t}_prob"),
-            ColSpec("boolean", f"{t}_abstain"),
-            ColSpec("string", f"{t}_top3"),
-        ]
-    outs.append(ColSpec("boolean", "truncated"))
+    outs = [ColSpec(v, k) for k, v in output_types(tasks).items()]
     return ModelSignature(inputs=inputs, outputs=Schema(outs))  # type: ignore[arg-type]
 
 
 def predictions(bundle: Bundle, ids: list[list[int]], cut: np.ndarray, report_ids: list[str],
                 batch_size: int = 32, pad_to: int | None = None) -> pd.DataFrame:  # fmt: skip
     """The output table for already-encoded reports."""
-    probs = score_ids(bundle, ids, batch_size, pad_to)
+    probs, sim = score_ids(bundle, ids, batch_size, pad_to)
+    d = decode(probs, bundle.decoder, sim)
     out: dict[str, Any] = {"report_id": report_ids}
     for t in bundle.tasks:
-        p = probs[t]
+        p = calibrate(probs[t], bundle.decoder.temperatures.get(t, 1.0))
         names = np.array(bundle.label_maps[t], dtype=object)
-        best = p.argmax(1)
         top = np.argsort(-p, axis=1)[:, :3]
-        out[f"{t}_label"] = names[best] if len(names) else np.array([""] * len(p), dtype=object)
-        out[f"{t}_prob"] = p[np.arange(len(p)), best].astype(float)
-        out[f"{t}_abstain"] = out[f"{t}_prob"] < bundle.thresholds.get(t, 1.01)
+        out[f"{t}_label"] = d.labels[t]
+        out[f"{t}_prob"] = d.probs[t].astype(float)
+        out[f"{t}_abstain"] = d.abstain[t]
+        out[f"{t}_backoff"] = d.backoff[t]
         out[f"{t}_top3"] = [
             json.dumps([[str(names[j]), round(float(p[i, j]), 4)] for j in row])
             for i, row in enumerate(top)
         ]
+    out["edit_checks"] = [",".join(c) for c in d.edit_checks]
+    out["out_of_scope"] = d.out_of_scope
     out["truncated"] = cut.astype(bool)
     return pd.DataFrame(out, columns=output_columns(bundle.tasks))
 

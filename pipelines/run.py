@@ -37,7 +37,7 @@ from embeddings.word2vec import Word2VecConfig
 from kg.errors import InputError
 from kg.graph import build_graph, file_sha256
 from kg.pairs import PairConfig
-from kg.reports import read_reports, table_sha256
+from kg.reports import read_reports, table_paths, table_sha256
 from phenotyping.compare import results_table
 from pipelines.report import task_names
 
@@ -46,7 +46,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DataConfig:
-    reports: str | None = None  # a report table; None: synthetic reports
+    reports: str | list[str] | None = None  # a report table or a list of them; None: synthetic
+    # valid site × histology pairs (SEER's table) for the edit checks; with synthetic reports,
+    # None: the synthetic ontology's own
+    valid_combinations: str | None = None
     synthetic_reports: int = 600
     synthetic_seed: int = 0
     id_column: str = "report_id"
@@ -167,21 +170,30 @@ def run(
 
     given_sha = None
     if data.reports:
-        if not Path(data.reports).exists():
-            raise InputError("no such report table", path=data.reports)
+        for p in table_paths(data.reports):
+            if not p.exists():
+                raise InputError("no such report table", path=p)
         given_sha = table_sha256(data.reports)
 
     def data_stage(folder: Path) -> dict:
         if data.reports:
-            return {"reports": str(Path(data.reports).resolve()), "sha256": given_sha}
-        from pipelines.synthetic import synthetic_reports
+            return {
+                "reports": [str(p.resolve()) for p in table_paths(data.reports)],
+                "sha256": given_sha,
+            }
+        from pipelines.synthetic import synthetic_reports, write_valid_combinations
 
         p = folder / "reports.csv"
         synthetic_reports(data.synthetic_reports, data.synthetic_seed).to_csv(p, index=False)
-        return {"reports": str(p.resolve()), "sha256": file_sha256(p), "synthetic": True}
+        valid = write_valid_combinations(folder / "valid_site_histology.csv")
+        return {"reports": [str(p.resolve())], "sha256": file_sha256(p), "synthetic": True,
+                "valid_combinations": str(valid.resolve())}  # fmt: skip
 
-    data_settings = asdict(data) | {"sha256": given_sha}
-    reports = Path(st.run("data", data_settings, [], data_stage)["reports"])
+    valid_sha = file_sha256(Path(data.valid_combinations)) if data.valid_combinations else None
+    data_settings = asdict(data) | {"sha256": given_sha, "valid_sha256": valid_sha}
+    data_out = st.run("data", data_settings, [], data_stage)
+    reports = [Path(p) for p in data_out["reports"]]
+    valid = data.valid_combinations or data_out.get("valid_combinations")
 
     def graph_stage(folder: Path) -> dict:
         if graph.umls or graph.obo:
@@ -219,14 +231,15 @@ def run(
         fits[init] = st.run(
             f"fit-{init}", {"init": init, **_jsonable(fit), "seed": seed,
                             "config_sha": file_sha256(Path(fit.config)) if fit.config else None},
-            ["data", "embeddings"], _fit_stage(init, fit, reports, emb, data, seed),
+            ["data", "graph", "embeddings"],
+            _fit_stage(init, fit, reports, emb, data, seed, g["graph"], valid),
         )  # fmt: skip
 
     def baseline_stage(folder: Path) -> dict:
         from phenotyping.baseline import tfidf_baseline
         from phenotyping.data import ReportDataModule
 
-        dm = ReportDataModule(str(reports), embeddings=emb["kg-joint"], id_column=data.id_column,
+        dm = ReportDataModule([str(p) for p in reports], embeddings=emb["kg-joint"], id_column=data.id_column,
                               text_column=data.text_column, split_column=data.split_column, seed=seed)  # fmt: skip
         return {"metrics": tfidf_baseline(dm)}
 
@@ -284,18 +297,26 @@ def run(
 
 
 def _fit_stage(
-    init: str, fit: FitConfig, reports: Path, emb: dict, data: DataConfig, seed: int
+    init: str,
+    fit: FitConfig,
+    reports: list[Path],
+    emb: dict,
+    data: DataConfig,
+    seed: int,
+    graph: str,
+    valid: str | None,
 ) -> Callable[[Path], dict]:
     def stage(folder: Path) -> dict:
         from phenotyping.cli import cli
 
         folder_for = emb["kg-joint"] if init == "random" else emb[init]
         args = ["fit"] + (["-c", fit.config] if fit.config else []) + [
-            "--data.data", str(reports), "--data.embeddings", folder_for,
+            "--data.data", json.dumps([str(p) for p in reports]), "--data.embeddings", folder_for,
             "--data.id_column", data.id_column, "--data.text_column", data.text_column,
             "--data.split_column", data.split_column, "--seed_everything", str(seed),
             "--model.init", "random" if init == "random" else "pretrained",
-            "--trainer.logger.init_args.run_name", f"mtcnn-{init}",
+            "--trainer.logger.init_args.run_name", f"mtcnn-{init}", "--data.graph", graph,
+            *(["--data.valid_combinations", valid] if valid else []),
             f"--checkpoint.dirpath={folder / 'checkpoints'}",
             *fit.fit_args,
         ]  # fmt: skip

@@ -196,6 +196,19 @@ def synthetic_reports(n: int, seed: int = 0, noise: float = 0.01) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def write_valid_combinations(path: Path) -> Path:
+    """The built-in ontology's valid site × histology/behavior pairs, in SEER's table layout
+    (``site,histology``: ``C34.1,8140/3``), for the demo's edit checks."""
+    rows = ["site,histology"]
+    for h in HISTOLOGIES:
+        for site in SITES:
+            if site.code in h.sites:
+                behaviors = ("3", "2") if h.in_situ else ("3",)
+                rows += [f"{u},{h.code}/{b}" for u, _ in site.subsites for b in behaviors]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
 def write_mini_graph(meta: Path) -> Path:
     """The built-in ontology as a UMLS META/ folder (MRCONSO, MRREL, MRSTY)."""
     meta.mkdir(parents=True, exist_ok=True)

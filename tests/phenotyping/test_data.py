@@ -5,6 +5,7 @@ import pytest
 
 from kg.errors import InputError
 from phenotyping.data import PAD, BucketBatchSampler, ReportDataModule
+from phenotyping.rules import NOT_APPLICABLE
 from phenotyping.tasks import MISSING
 
 
@@ -20,7 +21,14 @@ def test_fixture_data_loads_with_masks_and_buckets(fixtures: Path) -> None:
     }
     assert dm.summary()["reports"] == {"train": 108, "val": 21, "test": 21}
     j = dm.tasks.index("laterality")
-    assert (dm.labels[:, j] == MISSING).any()  # unpaired organs have no laterality
+    # unpaired organs (colon) are labelled "not applicable" (SEER 0), as a registry codes them
+    colon = (dm.table["site"] == "C18").to_numpy()
+    na = dm.label_maps["laterality"].index(NOT_APPLICABLE)
+    assert colon.any() and (dm.labels[colon, j] == na).all()
+    plain = ReportDataModule(str(fixtures / "reports.csv"), max_length=60,
+                             laterality_not_applicable=False)  # fmt: skip
+    assert (plain.labels[colon, j] == MISSING).all()
+    assert NOT_APPLICABLE not in plain.label_maps["laterality"]
     assert dm.truncated > 0 and max(len(x) for x in dm.ids) == 60
     batch = next(iter(dm.train_dataloader()))
     lengths = batch["lengths"]
