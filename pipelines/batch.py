@@ -9,8 +9,15 @@ so every record ends up exactly once. The parts are then merged, again
 atomically, into the output (parquet or CSV) and removed.
 
 ``<output>.parts/job.json`` pins what the parts were made with (the input's
-checksum, the resolved model version, the chunk size, the columns); a resume
-with anything else is refused rather than mixing two models' answers.
+checksum, the resolved model version, the chunk size, the columns), and
+``.<output>.job.json`` beside a finished output what it was made with; a
+resume with anything else is refused rather than mixing two models' answers
+or passing off an old output as the new input's. A job holds an exclusive
+lock on its parts folder (a second job on the same output stops with exit 2),
+removes the folder if it fails before writing a chunk, and never writes over
+its own input. In CSV output a text cell beginning with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return gets a leading ``'`` so that a spreadsheet
+shows it rather than running it as a formula; parquet is written as is.
 
 One row per input record: ``record`` (its number in the input), ``report_id``,
 ``status`` (``ok``, ``truncated``: scored on its first ``max_length`` tokens,
@@ -21,6 +28,7 @@ logs carry record numbers, ids and counts, never text.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -28,6 +36,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -74,7 +83,8 @@ def load_model(uri: str, tracking: str | None = None) -> LoadedModel:
                 version = f"{name}/{client.get_model_version(name, v).version}"
         except mlflow.exceptions.MlflowException as e:
             raise InputError(f"cannot resolve {uri}: {e.message}") from None
-    model = mlflow.pyfunc.load_model(uri)
+    # load the version the alias resolved to, not the alias again: it may move in between
+    model = mlflow.pyfunc.load_model(f"models:/{version}" if uri.startswith("models:/") else uri)
     return LoadedModel(uri, version, model.unwrap_python_model().bundle)
 
 
@@ -84,6 +94,56 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _same_job(pinned: Path, job: dict) -> None:
+    """Refuse to resume with another input, model or chunking than ``pinned`` records."""
+    before = json.loads(pinned.read_text())
+    changed = [k for k in job if before.get(k) != job[k]]
+    if changed:
+        raise InputError(f"cannot resume: {', '.join(changed)} changed since the output was written "
+                         f"(was {[before.get(k) for k in changed]}, now {[job[k] for k in changed]})")  # fmt: skip
+
+
+@contextmanager
+def _locked(parts: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the parts folder; a second job on the same output stops.
+
+    If the job fails before writing any chunk, the folder is removed, so the
+    corrected command is not refused as an unfinished job.
+    """
+    fresh = not parts.exists()
+    parts.mkdir(parents=True, exist_ok=True)
+    fd = os.open(parts, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"another job is writing this output (its parts folder {parts} is locked)"
+            ) from None
+        try:
+            yield
+        except BaseException:
+            if fresh and parts.exists() and not any(parts.glob("part-*.parquet")):
+                shutil.rmtree(parts)
+            raise
+    finally:
+        os.close(fd)
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula get a leading apostrophe (OWASP)."""
+    out = df.copy()
+    for c in out.columns:
+        if pd.api.types.is_string_dtype(out[c]) or out[c].dtype == object:
+            out[c] = out[c].map(
+                lambda v: f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v
+            )
+    return out
 
 
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
@@ -169,10 +229,19 @@ def predict(
     input, output = Path(input), Path(output)
     if output.suffix.lower() not in (".parquet", ".csv"):
         raise InputError("output must end in .parquet or .csv", path=output)
+    if chunk_size < 1 or batch_size < 1:
+        raise InputError(
+            f"--chunk-size and --batch-size must be at least 1 (got {chunk_size}, {batch_size})"
+        )
+    if not input.exists():
+        raise InputError("no such input file or folder", path=input)
+    if output.resolve() == input.resolve():
+        raise InputError("output is the input: choose another output path", path=output)
     parts = output.with_name(output.name + ".parts")
+    finished = output.with_name(f".{output.name}.job.json")  # a finished job's settings
     tasks = model.bundle.tasks
     job = {
-        "input_sha256": table_sha256(input) if input.exists() else "",
+        "input_sha256": table_sha256(input),
         "model": model.version,
         "chunk_size": chunk_size,
         "id_column": id_column,
@@ -185,44 +254,48 @@ def predict(
         )
     if output.exists() and not (resume or overwrite):
         raise InputError("output exists: pass --overwrite to replace it", path=output)
-    if resume and (parts / "job.json").exists():
-        before = json.loads((parts / "job.json").read_text())
-        changed = [k for k in job if before.get(k) != job[k]]
-        if changed:
-            raise InputError(f"cannot resume: {', '.join(changed)} changed since the parts were written "
-                             f"(was {[before.get(k) for k in changed]}, now {[job[k] for k in changed]})")  # fmt: skip
+    if done:
+        if not finished.exists():
+            raise InputError("cannot resume: the finished output's settings are not recorded "
+                             f"({finished.name}); pass --overwrite to score again", path=output)  # fmt: skip
+        _same_job(finished, job)
     schema = _schema(tasks)
     t0 = time.perf_counter()
     scored = skipped = 0
     if not done:
-        parts.mkdir(parents=True, exist_ok=True)
-        (parts / "job.json").write_text(json.dumps(job, indent=2) + "\n")
-        bar = tqdm(desc="scoring reports", unit=" reports", disable=None)
-        records = read_records(input, id_column, text_column)
-        for k, chunk in enumerate(_chunks(records, chunk_size)):
-            part = parts / f"part-{k:06d}.parquet"
-            if part.exists():
-                skipped += 1
+        with _locked(parts):
+            if (parts / "job.json").exists():
+                _same_job(parts / "job.json", job)
+            (parts / "job.json").write_text(json.dumps(job, indent=2) + "\n")
+            bar = tqdm(desc="scoring reports", unit=" reports", disable=None)
+            records = read_records(input, id_column, text_column)
+            for k, chunk in enumerate(_chunks(records, chunk_size)):
+                part = parts / f"part-{k:06d}.parquet"
+                if part.exists():
+                    skipped += 1
+                else:
+                    df = _score_chunk(model, chunk, batch_size, tasks, pad_to)
+                    _write_atomic(
+                        pa.Table.from_pandas(df, schema=schema, preserve_index=False), part
+                    )
+                    scored += len(chunk)
+                    log.info("chunk %d: %d records written", k, len(chunk))
+                bar.update(len(chunk))
+            bar.close()
+            files = sorted(parts.glob("part-*.parquet"))
+            table = (
+                pa.concat_tables([pq.read_table(f, schema=schema) for f in files])
+                if files
+                else schema.empty_table()
+            )
+            tmp = output.with_name(f".{output.name}.tmp")
+            if output.suffix.lower() == ".parquet":
+                pq.write_table(table, tmp)
             else:
-                df = _score_chunk(model, chunk, batch_size, tasks, pad_to)
-                _write_atomic(pa.Table.from_pandas(df, schema=schema, preserve_index=False), part)
-                scored += len(chunk)
-                log.info("chunk %d: %d records written", k, len(chunk))
-            bar.update(len(chunk))
-        bar.close()
-        files = sorted(parts.glob("part-*.parquet"))
-        table = (
-            pa.concat_tables([pq.read_table(f, schema=schema) for f in files])
-            if files
-            else schema.empty_table()
-        )
-        tmp = output.with_name(f".{output.name}.tmp")
-        if output.suffix.lower() == ".parquet":
-            pq.write_table(table, tmp)
-        else:
-            table.to_pandas().to_csv(tmp, index=False)
-        os.replace(tmp, output)
-        shutil.rmtree(parts)
+                _csv_safe(table.to_pandas()).to_csv(tmp, index=False)
+            os.replace(tmp, output)
+            finished.write_text(json.dumps(job, indent=2) + "\n")
+            shutil.rmtree(parts)
     seconds = time.perf_counter() - t0
 
     if done:  # summarize what the finished job wrote; otherwise the table is still in hand

@@ -8,22 +8,29 @@ an error kind and a detail that names where it is (line, file) but never
 quotes its text:
 
 =================  ==========================================================
-``malformed_row``  a CSV row with the wrong number of fields, a JSON line that
-                   does not parse
+``malformed_row``  a CSV row with the wrong number of fields or a quote left
+                   open (the next line is read as the next record), a JSON
+                   line that does not parse or nests too deep
 ``undecodable``    bytes that are not UTF-8
+``unreadable``     a ``.txt`` entry that is not a readable file (a folder, a
+                   dangling link) or a link that leads out of the folder
+                   (never followed)
 ``missing_id``     an empty id
 ``duplicate_id``   an id already seen earlier in this input (the first is kept)
 ``empty_text``     empty or white-space text
 =================  ==========================================================
 
 Inputs: CSV (RFC 4180, quoted newlines allowed), JSONL, parquet, or a folder
-of ``.txt`` files (id = file name without suffix).
+of ``.txt`` files (id = file name without suffix; subfolders are not read, and
+the log says how many were passed over). A byte-order mark at the start of a
+file (Excel's UTF-8 export) is dropped.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +40,10 @@ import pyarrow.parquet as pq
 
 from kg.errors import InputError
 
+log = logging.getLogger(__name__)
+
 csv.field_size_limit(sys.maxsize)  # a long report is a big field, not a malformed one
+BOM = "\ufeff"
 
 
 @dataclass(frozen=True)
@@ -59,74 +69,13 @@ def _clean_id(s: str) -> str:
 
 def _raw_records(path: Path, id_col: str, text_col: str) -> Iterator[Record]:
     if path.is_dir():
-        for n, f in enumerate(sorted(path.glob("*.txt")), 1):
-            raw = f.read_bytes()
-            try:
-                yield Record(n, f.stem, raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                yield Record(n, f.stem, "", "undecodable", f"{f.name}: byte {e.start} is not UTF-8")
+        yield from _txt_records(path)
         return
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-            reader = csv.reader(fh)
-            try:
-                header = next(reader)
-            except StopIteration:
-                return
-            for col in (id_col, text_col):
-                if col not in header:
-                    raise InputError(f"no column {col!r} in the CSV header", path=path, line=1)
-            i, t, width = header.index(id_col), header.index(text_col), len(header)
-            n = 0
-            while True:
-                start = reader.line_num + 1
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as e:
-                    n += 1
-                    yield Record(n, "", "", "malformed_row", f"line {start}: {e}")
-                    continue
-                if not row:
-                    continue  # a blank line is no record
-                n += 1
-                rid = _clean_id(row[i]) if len(row) > i else ""
-                if len(row) != width:
-                    yield Record(
-                        n,
-                        rid,
-                        "",
-                        "malformed_row",
-                        f"line {start}: {len(row)} fields, expected {width}",
-                    )
-                elif _undecodable(row[t]) or _undecodable(row[i]):
-                    yield Record(n, rid, "", "undecodable", f"line {start}: bytes are not UTF-8")
-                else:
-                    yield Record(n, rid, row[t])
+        yield from _csv_records(path, id_col, text_col)
     elif suffix in (".jsonl", ".ndjson"):
-        with open(path, "rb") as fh:
-            n = 0
-            for lineno, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    continue
-                n += 1
-                try:
-                    obj = json.loads(raw.decode("utf-8"))
-                except UnicodeDecodeError:
-                    yield Record(n, "", "", "undecodable", f"line {lineno}: bytes are not UTF-8")
-                    continue
-                except json.JSONDecodeError as e:
-                    yield Record(n, "", "", "malformed_row", f"line {lineno}: not JSON ({e.msg})")
-                    continue
-                if not isinstance(obj, dict):
-                    yield Record(n, "", "", "malformed_row", f"line {lineno}: not a JSON object")
-                    continue
-                jid, body = obj.get(id_col), obj.get(text_col)
-                yield Record(
-                    n, "" if jid is None else str(jid).strip(), "" if body is None else str(body)
-                )
+        yield from _jsonl_records(path, id_col, text_col)
     elif suffix == ".parquet":
         pf = pq.ParquetFile(path)
         names = pf.schema_arrow.names
@@ -146,6 +95,113 @@ def _raw_records(path: Path, id_col: str, text_col: str) -> Iterator[Record]:
             f"unknown input format {suffix!r}; expected .csv, .jsonl, .parquet or a folder",
             path=path,
         )
+
+
+def _txt_records(folder: Path) -> Iterator[Record]:
+    inside = folder.resolve()
+    subfolders = [d.name for d in folder.iterdir() if d.is_dir() and d.suffix.lower() != ".txt"]
+    if subfolders:
+        log.warning("%s: %d subfolder(s) not read (only the folder's own .txt files are)",
+                    folder, len(subfolders))  # fmt: skip
+    for n, f in enumerate(sorted(folder.glob("*.txt")), 1):
+        if f.is_symlink() and not f.resolve().is_relative_to(inside):
+            yield Record(
+                n, f.stem, "", "unreadable", f"{f.name}: a link out of the folder, not followed"
+            )
+            continue
+        try:
+            raw = f.read_bytes()
+        except OSError as e:
+            yield Record(n, f.stem, "", "unreadable", f"{f.name}: {e.strerror or type(e).__name__}")
+            continue
+        try:
+            yield Record(n, f.stem, raw.decode("utf-8").removeprefix(BOM))
+        except UnicodeDecodeError as e:
+            yield Record(n, f.stem, "", "undecodable", f"{f.name}: byte {e.start} is not UTF-8")
+
+
+def _csv_records(path: Path, id_col: str, text_col: str) -> Iterator[Record]:
+    """CSV rows; a quote never closed is an error at the line it opens, and reading goes on
+    at the next line (a lenient reader would swallow every record after it)."""
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+        reader = csv.reader(fh, strict=True)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        for col in (id_col, text_col):
+            if col not in header:
+                raise InputError(f"no column {col!r} in the CSV header", path=path, line=1)
+        i, t, width = header.index(id_col), header.index(text_col), len(header)
+        n = offset = 0  # offset: lines before the current reader's first
+        while True:
+            start = offset + reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                n += 1
+                if "unexpected end of data" not in str(e):
+                    yield Record(n, "", "", "malformed_row", f"line {start}: {e}")
+                    continue
+                yield Record(
+                    n, "", "", "malformed_row", f"line {start}: a quote opened here is never closed"
+                )
+                fh.seek(0)
+                for _ in range(start):
+                    fh.readline()
+                offset, reader = start, csv.reader(fh, strict=True)
+                continue
+            if not row:
+                continue  # a blank line is no record
+            n += 1
+            rid = _clean_id(row[i]) if len(row) > i else ""
+            if len(row) != width:
+                yield Record(
+                    n,
+                    rid,
+                    "",
+                    "malformed_row",
+                    f"line {start}: {len(row)} fields, expected {width}",
+                )
+            elif _undecodable(row[t]) or _undecodable(row[i]):
+                yield Record(n, rid, "", "undecodable", f"line {start}: bytes are not UTF-8")
+            else:
+                yield Record(n, rid, row[t])
+
+
+def _jsonl_records(path: Path, id_col: str, text_col: str) -> Iterator[Record]:
+    with open(path, "rb") as fh:
+        n = 0
+        for lineno, raw in enumerate(fh, 1):
+            if lineno == 1:
+                raw = raw.removeprefix(BOM.encode())
+            if not raw.strip():
+                continue
+            n += 1
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield Record(n, "", "", "undecodable", f"line {lineno}: bytes are not UTF-8")
+                continue
+            except json.JSONDecodeError as e:
+                yield Record(n, "", "", "malformed_row", f"line {lineno}: not JSON ({e.msg})")
+                continue
+            except RecursionError:
+                yield Record(n, "", "", "malformed_row", f"line {lineno}: JSON nested too deep")
+                continue
+            if not isinstance(obj, dict):
+                yield Record(n, "", "", "malformed_row", f"line {lineno}: not a JSON object")
+                continue
+            jid, body = obj.get(id_col), obj.get(text_col)
+            if isinstance(body, dict | list):
+                yield Record(n, "" if jid is None else str(jid).strip(), "", "malformed_row",
+                             f"line {lineno}: {text_col!r} is not a string")  # fmt: skip
+                continue
+            yield Record(
+                n, "" if jid is None else str(jid).strip(), "" if body is None else str(body)
+            )
 
 
 def read_records(
