@@ -21,6 +21,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -132,13 +135,43 @@ def build_graph(
     """Read the sources and write a graph folder at ``out``.
 
     Raises :class:`~kg.errors.InputError` on the first malformed row unless
-    ``on_error="skip"``, in which case skipped rows are counted per file.
+    ``on_error="skip"``, in which case skipped rows are counted per file; an
+    MRCONSO that yields no row at all is an error either way, and an empty or
+    missing MRREL or MRSTY is warned about. The graph is built in a temporary
+    folder beside ``out`` and swapped in only when complete, so a failed build
+    leaves an existing graph as it was.
     """
     filters = filters or umls.RrfFilters()
     umls_dirs, obo_files = [Path(p) for p in umls_dirs], [Path(p) for p in obo_files]
     if not umls_dirs and not obo_files:
         raise InputError("no sources: give a UMLS META/ folder or an OBO file")
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        result = _build(work, umls_dirs, obo_files, filters, on_error, batch_size)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(work, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(work, out)
+    log.info("graph written to %s: %s", out, result.counts)
+    return BuildResult(out=out, counts=result.counts, skipped=result.skipped)
+
+
+def _build(
+    out: Path,
+    umls_dirs: list[Path],
+    obo_files: list[Path],
+    filters: umls.RrfFilters,
+    on_error: umls.OnError,
+    batch_size: int,
+) -> BuildResult:
     sources: list[dict] = []
     skipped: dict[str, int] = {}
     sty: dict[str, list[tuple[str, str]]] = {}
@@ -157,12 +190,21 @@ def build_graph(
             for batch in umls.read_mrconso(conso, filters, batch_size):
                 atoms_writer.write_table(_umls_atoms(batch))
                 kept += len(batch["CUI"])
+            if conso.lines - len(conso.skipped) <= 0:
+                raise InputError(f"no readable row ({len(conso.skipped)} skipped)", path=conso.path)
+            if not kept:
+                raise InputError(f"the filters keep none of its {conso.lines} rows "
+                                 f"({asdict(filters)})", path=conso.path)  # fmt: skip
             files = [conso]
             if p := umls.find_file(meta, "MRSTY.RRF", required=False):
                 f = umls.RrfFile(p, umls.MRSTY_FIELDS, on_error)
                 for cui, types in umls.read_mrsty(f).items():
                     sty.setdefault(cui, []).extend(types)
                 files.append(f)
+                if not f.lines - len(f.skipped):
+                    log.warning("%s has no rows: the graph's concepts get no semantic types", p)
+            else:
+                log.warning("%s: no MRSTY.RRF: the graph's concepts get no semantic types", meta)
             if p := umls.find_file(meta, "MRDEF.RRF", required=False):
                 f = umls.RrfFile(p, umls.MRDEF_FIELDS, on_error)
                 for cui, d in umls.read_mrdef(f, filters).items():
@@ -170,6 +212,8 @@ def build_graph(
                 files.append(f)
             if p := umls.find_file(meta, "MRREL.RRF", required=False):
                 pending_rel.append((p, len(sources)))  # this source is appended next
+            else:
+                log.warning("%s: no MRREL.RRF: the graph has no relations from it", meta)
             for f in files:
                 skipped[str(f.path)] = len(f.skipped)
             sources.append({
@@ -205,6 +249,8 @@ def build_graph(
                 ))  # fmt: skip
             skipped[str(p)] = len(rel.skipped)
             sources[src]["files"][p.name] = rel.sha256
+            if not rel.lines - len(rel.skipped):
+                log.warning("%s has no rows: the graph has no relations from it", p)
     finally:
         atoms_writer.close()
         rel_writer.close()
@@ -232,7 +278,6 @@ def build_graph(
     }
     manifest["checksum"] = _manifest_checksum(manifest)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    log.info("graph written to %s: %s", out, counts)
     return BuildResult(out=out, counts=counts, skipped=skipped)
 
 

@@ -9,6 +9,8 @@ inputs:
 * ``.jsonl`` / ``.ndjson`` (one JSON object a line),
 * a folder of ``.txt`` files, one report each, id = the file name without suffix.
 
+A byte-order mark at the start of a file (Excel's UTF-8 export) is dropped.
+
 Every reader yields :class:`pandas.DataFrame` chunks of string columns, so a
 night's reports never need to fit in memory at once. Several tables (a list of
 paths) read as one, in the given order, each row with a ``source`` column that
@@ -134,19 +136,21 @@ def _chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
         yield from pd.read_csv(
-            path, dtype=str, keep_default_na=False, chunksize=chunk_size, encoding="utf-8"
+            path, dtype=str, keep_default_na=False, chunksize=chunk_size, encoding="utf-8-sig"
         )
     elif suffix == ".parquet":
         for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
             yield batch.to_pandas()
     elif suffix in (".jsonl", ".ndjson"):
-        yield from pd.read_json(path, lines=True, dtype=str, chunksize=chunk_size)
+        yield from pd.read_json(
+            path, lines=True, dtype=str, chunksize=chunk_size, encoding="utf-8-sig"
+        )
     else:
         raise InputError(f"unknown report format {suffix!r}; expected one of {FORMATS} or a folder")
 
 
 def _read_txt(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(f"bytes are not UTF-8 at offset {e.start}", path=path) from None

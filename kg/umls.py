@@ -3,7 +3,10 @@
 An RRF file is UTF-8 text, one row a line, fields separated by ``|``. A real
 release ends every row with a trailing ``|`` (so a row splits into one more,
 empty, field); some extracts, such as the cTAKES test slice, do not. Both are
-accepted. The files read here, with their fields in order:
+accepted, one per file: the first row decides, and a later row in the other
+form (a field missing from a trailing-``|`` file reads as a row without the
+trailing ``|``) is a bad row, not a row shifted by one field. A byte-order
+mark before the first row is dropped. The files read here, with their fields in order:
 
 ``MRCONSO.RRF`` (concept names and sources, one atom a row)
     CUI, LAT, TS, LUI, STT, SUI, ISPREF, AUI, SAUI, SCUI, SDUI, SAB, TTY, CODE,
@@ -84,23 +87,32 @@ class RrfFile:
     def __iter__(self) -> Iterator[list[str]]:
         n = len(self.fields)
         digest = hashlib.sha256()
+        trailing: bool | None = None  # decided by the first good row
         with open(self.path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
                 digest.update(raw)
                 self.lines = lineno
+                if lineno == 1:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
                     self._bad(lineno, f"bytes are not UTF-8 at column {e.start + 1}")
                     continue
                 row = line.rstrip("\r\n").split("|")
-                if len(row) == n + 1 and row[-1] == "":
-                    row.pop()
-                if len(row) != n:
-                    if len(row) == 1 and not row[0].strip():
-                        continue  # a blank line, e.g. at the end of a hand-made slice
-                    self._bad(lineno, f"expected {n} '|'-separated fields, found {len(row)}")
+                if len(row) == 1 and not row[0].strip():
+                    continue  # a blank line, e.g. at the end of a hand-made slice
+                ends = len(row) == n + 1 and row[-1] == ""
+                if trailing is None and (ends or len(row) == n):
+                    trailing = ends
+                want = n + 1 if trailing else n
+                if len(row) != want or (trailing and row[-1] != ""):
+                    form = "with" if trailing else "without"
+                    self._bad(lineno, f"expected {n} '|'-separated fields {form} a trailing '|' "
+                                      f"as the file's first row, found {len(row) - ends}")  # fmt: skip
                     continue
+                if trailing:
+                    row.pop()
                 yield row
         self.sha256 = digest.hexdigest()  # hashed while reading: a release is read once
 

@@ -74,3 +74,59 @@ def test_real_nci_icdo_graph(tmp_path: Path, shared: Path) -> None:
         2591,
         6932,
     )
+
+
+def _meta_copy(src: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for f in src.iterdir():
+        (dest / f.name).write_bytes(f.read_bytes())
+    return dest
+
+
+def test_a_byte_order_mark_does_not_corrupt_the_first_row(tmp_path: Path, fixtures: Path) -> None:
+    meta = _meta_copy(fixtures / "umls_META", tmp_path / "META")
+    for name in ("MRCONSO.RRF", "MRREL.RRF"):
+        (meta / name).write_bytes(b"\xef\xbb\xbf" + (meta / name).read_bytes())
+    g = load_graph(build_graph(tmp_path / "g", umls_dirs=[meta]).out)
+    plain = load_graph(build_graph(tmp_path / "p", umls_dirs=[fixtures / "umls_META"]).out)
+    assert "C9000001" in set(g.atoms["cui"]) and not any(
+        c.startswith("\ufeff") for c in g.atoms["cui"]
+    )
+    assert len(g.relations) == len(plain.relations)
+
+
+def test_a_row_missing_a_field_is_bad_not_shifted(tmp_path: Path, fixtures: Path) -> None:
+    meta = _meta_copy(fixtures / "umls_META", tmp_path / "META")
+    rows = (meta / "MRCONSO.RRF").read_text().splitlines()
+    rows[2] = rows[2].replace("|ENG|", "|", 1)  # a trailing-| file whose row 3 lost LAT
+    (meta / "MRCONSO.RRF").write_text("\n".join(rows) + "\n")
+    with pytest.raises(InputError, match=r"MRCONSO\.RRF:3: expected 18 .* with a trailing"):
+        build_graph(tmp_path / "g", umls_dirs=[meta])
+    res = build_graph(tmp_path / "g", umls_dirs=[meta], on_error="skip")
+    assert res.skipped[str(meta / "MRCONSO.RRF")] == 1
+
+
+def test_a_failed_build_leaves_the_old_graph(tmp_path: Path, fixtures: Path) -> None:
+    out = tmp_path / "g"
+    build_graph(out, umls_dirs=[fixtures / "umls_META"])
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    meta = _meta_copy(fixtures / "umls_META", tmp_path / "META")
+    (meta / "MRCONSO.RRF").write_bytes(b"\xff\xfe binary\n")
+    with pytest.raises(InputError):
+        build_graph(out, umls_dirs=[meta])
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".g")] == []
+
+
+def test_empty_or_missing_files_are_not_silent(
+    tmp_path: Path, fixtures: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    meta = _meta_copy(fixtures / "umls_META", tmp_path / "META")
+    (meta / "MRREL.RRF").write_bytes(b"")
+    (meta / "MRSTY.RRF").unlink()
+    res = build_graph(tmp_path / "g", umls_dirs=[meta])
+    assert res.counts["relations"] == 0
+    assert "MRREL.RRF has no rows" in caplog.text and "no MRSTY.RRF" in caplog.text
+    (meta / "MRCONSO.RRF").write_bytes(b"\xff\xfe\x00\x01\n" * 5)  # binary throughout
+    with pytest.raises(InputError, match="no readable row"):
+        build_graph(tmp_path / "h", umls_dirs=[meta], on_error="skip")

@@ -77,3 +77,21 @@ def test_external_word2vec_file_and_a_bad_one(tmp_path: Path, fixtures: Path) ->
         ReportDataModule(
             str(fixtures / "reports.csv"), embeddings=str(tmp_path / "bad.txt"), tasks=["site"]
         )
+
+
+def test_two_tables_load_as_one_with_their_splits_kept(fixtures: Path, tmp_path: Path) -> None:
+    df = pd.read_csv(fixtures / "reports.csv", dtype=str, keep_default_na=False)
+    paths = []
+    for name in ("hospital-a", "hospital-b"):
+        (tmp_path / name).mkdir()
+        part = df.assign(report_id=name + "-" + df["report_id"])
+        part.to_csv(tmp_path / name / "reports.csv", index=False)
+        paths.append(str(tmp_path / name / "reports.csv"))
+    dm = ReportDataModule(paths, max_length=60)
+    one = ReportDataModule(str(fixtures / "reports.csv"), max_length=60)
+    assert dm.summary()["reports"] == {s: 2 * n for s, n in one.summary()["reports"].items()}
+    assert dm.source_of is not None and one.source_of is None
+    for split in ("train", "val", "test"):
+        rows = dm.splits[split]
+        assert sorted(set(dm.source_of[rows])) == ["hospital-a", "hospital-b"]
+        assert (dm.table["split"].to_numpy()[rows] == split).all()
