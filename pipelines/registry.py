@@ -115,9 +115,13 @@ def list_models(uri: str | None = None) -> list[dict[str, object]]:
     mlflow.set_tracking_uri(tracking_uri(uri))
     client = MlflowClient()
     out = []
+    # every version in one search, grouped here: no filter string to quote a name into
+    versions: dict[str, list] = {}
+    for mv in client.search_model_versions():
+        versions.setdefault(mv.name, []).append(mv)
     for rm in client.search_registered_models():
         aliases = dict(rm.aliases or {})
-        for mv in client.search_model_versions(f"name='{rm.name}'"):
+        for mv in sorted(versions.get(rm.name, []), key=lambda v: int(v.version), reverse=True):
             out.append({
                 "name": rm.name,
                 "version": mv.version,

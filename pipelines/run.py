@@ -9,13 +9,23 @@ Stages, each writing a folder under ``work/`` with a ``stage.json``::
     fit-<init>/   one MT-CNN fit (LightningCLI, one MLflow run) per initialization
     baseline/     TF-IDF + logistic regression
     registry/     the champion initialization's run registered, alias set
-    predict/      kinpath predict over the test split with models:/NAME@ALIAS
+    predict/      kinpath predict over the test split with models:/NAME@ALIAS (the
+                  split's texts pass through a transient file, removed once scored)
     report/       results.md and results.html with the plots, also logged to MLflow
 
 A stage's ``stage.json`` holds a key: the checksum of its settings, of the
-keys of the stages it reads and of kinpath's version. A rerun skips every stage whose key is unchanged,
-so changing, say, the kg-joint λ redoes the embeddings and what depends on
-them, and nothing else.
+keys of the stages it reads, of kinpath's own source code and, for the stages
+that write to MLflow, of the tracking URI. A rerun skips every stage whose key
+is unchanged and whose outputs still exist (the MLflow run, the model
+version), so changing, say, the kg-joint λ redoes the embeddings and what
+depends on them, and nothing else; pointing at another tracking store redoes
+the MLflow stages there.
+
+The tracking URI is ``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``,
+else ``sqlite:///mlruns.db``; a relative SQLite path is resolved against the
+project folder (the nearest folder above the current one holding a
+``pyproject.toml``, else the current one), so every folder of a checkout
+shares one store, and the absolute URI is printed.
 """
 
 from __future__ import annotations
@@ -98,13 +108,21 @@ class Stages:
         self.keys: dict[str, str] = {}
         self.outputs: dict[str, dict] = {}
         self.timings: dict[str, str] = {}
+        self.code = source_checksum()
 
     def run(
-        self, name: str, settings: object, needs: list[str], fn: Callable[[Path], dict]
+        self,
+        name: str,
+        settings: object,
+        needs: list[str],
+        fn: Callable[[Path], dict],
+        exists: Callable[[dict], bool] | None = None,
     ) -> dict:
+        """Run ``fn`` into the stage's folder, or reuse its output if its key is unchanged
+        and ``exists(output)`` (when given) confirms that what it made is still there."""
         key = hashlib.sha256(
             json.dumps(
-                {"settings": settings, "needs": [self.keys[n] for n in needs]},
+                {"settings": settings, "needs": [self.keys[n] for n in needs], "code": self.code},
                 sort_keys=True,
                 default=str,
             ).encode()
@@ -113,7 +131,11 @@ class Stages:
         state = folder / "stage.json"
         if state.exists():
             saved = json.loads(state.read_text())
-            if saved.get("key") == key:
+            if saved.get("key") == key and exists is not None and not exists(saved["output"]):
+                log.warning(
+                    "stage %-12s: its outputs are gone from the tracking store; redoing it", name
+                )
+            elif saved.get("key") == key:
                 log.info("stage %-12s cached (%s)", name, key)
                 self.keys[name], self.outputs[name] = key, saved["output"]
                 self.timings[name] = "cached"
@@ -139,7 +161,7 @@ class Stages:
 
 def run(
     work: Path = Path("runs/demo"),
-    tracking_uri: str = "sqlite:///mlruns.db",
+    tracking_uri: str | None = None,
     seed: int = 42,
     data: DataConfig = DataConfig(),
     graph: GraphConfig = GraphConfig(),
@@ -151,7 +173,8 @@ def run(
 
     Args:
         work: Folder for every stage's output (and the cache of stages).
-        tracking_uri: MLflow tracking URI (default: a local SQLite file).
+        tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI, else
+            sqlite:///mlruns.db in the project folder).
         seed: The one seed.
         data: Reports: a table, or synthetic reports.
         graph: Knowledge-graph sources, or the synthetic mini graph.
@@ -159,7 +182,9 @@ def run(
         fit: MT-CNN fits.
         registry: Registered model name, alias and which initialization is the champion.
     """
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    tracking_uri = resolve_tracking_uri(tracking_uri)
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # the fits' LightningCLI reads it
+    log.info("MLflow tracking store: %s", tracking_uri)
     if registry.champion not in fit.inits:
         raise InputError(
             f"registry.champion {registry.champion!r} is not among fit.inits {fit.inits}"
@@ -215,7 +240,6 @@ def run(
         from embeddings.retrofit import RetrofitConfig
         from embeddings.tokenize import TokenizerConfig
 
-        methods = ["word2vec", "kg-joint"]
         written = train_methods(
             methods, reports, Path(g["graph"]), folder, True, seed, "train", data.split_column,
             data.text_column, data.id_column, embeddings.word2vec, RetrofitConfig(), embeddings.joint,
@@ -224,22 +248,26 @@ def run(
         evaluate(list(written.values()), graph=Path(g["graph"]), out=folder / "evaluation")
         return {m: str(p) for m, p in written.items()}
 
-    emb = st.run("embeddings", _jsonable(embeddings), ["data", "graph"], embeddings_stage)
+    # the vectors the fits need; a random initialization borrows a trained method's vocabulary
+    methods = [i for i in fit.inits if i != "random"] or ["word2vec"]
+    emb = st.run("embeddings", _jsonable(embeddings) | {"methods": methods}, ["data", "graph"],
+                 embeddings_stage)  # fmt: skip
 
     fits: dict[str, dict] = {}
     for init in fit.inits:
         fits[init] = st.run(
-            f"fit-{init}", {"init": init, **_jsonable(fit), "seed": seed,
+            f"fit-{init}", {"init": init, **_jsonable(fit), "seed": seed, "tracking": tracking_uri,
                             "config_sha": file_sha256(Path(fit.config)) if fit.config else None},
             ["data", "graph", "embeddings"],
             _fit_stage(init, fit, reports, emb, data, seed, g["graph"], valid),
+            exists=lambda out: _run_exists(out["run_id"]),
         )  # fmt: skip
 
     def baseline_stage(folder: Path) -> dict:
         from phenotyping.baseline import tfidf_baseline
         from phenotyping.data import ReportDataModule
 
-        dm = ReportDataModule([str(p) for p in reports], embeddings=emb["kg-joint"], id_column=data.id_column,
+        dm = ReportDataModule([str(p) for p in reports], embeddings=emb[methods[-1]], id_column=data.id_column,
                               text_column=data.text_column, split_column=data.split_column, seed=seed)  # fmt: skip
         return {"metrics": tfidf_baseline(dm)}
 
@@ -256,19 +284,27 @@ def run(
             "uri": f"models:/{registry.model_name}@{registry.alias}",
         }
 
-    model = st.run("registry", asdict(registry), [f"fit-{registry.champion}"], registry_stage)
+    model = st.run("registry", asdict(registry) | {"tracking": tracking_uri},
+                   [f"fit-{registry.champion}"], registry_stage,
+                   exists=lambda out: _version_exists(out["name"], out["version"]))  # fmt: skip
 
     def predict_stage(folder: Path) -> dict:
         from pipelines.batch import load_model, predict
 
+        # the test split's rows as the batch job's input: a transient local file, removed once
+        # scored, so no copy of report text stays in the run folder
         test = pd.concat(
             read_reports(
                 reports, data.id_column, data.text_column, where={data.split_column: "test"}
             )
         )[[data.id_column, data.text_column]]
-        test.to_csv(folder / "test_reports.csv", index=False)
-        summary = predict(load_model(model["uri"], tracking_uri), folder / "test_reports.csv",
-                          folder / "predictions.parquet", id_column=data.id_column, text_column=data.text_column)  # fmt: skip
+        src = folder / "test_reports.parquet"
+        test.to_parquet(src, index=False)
+        try:
+            summary = predict(load_model(model["uri"], tracking_uri), src, folder / "predictions.parquet",
+                              id_column=data.id_column, text_column=data.text_column)  # fmt: skip
+        finally:
+            src.unlink()
         return {"summary": summary, "predictions": str(folder / "predictions.parquet")}
 
     pred = st.run("predict", {"model": model}, ["registry", "data"], predict_stage)
@@ -309,7 +345,7 @@ def _fit_stage(
     def stage(folder: Path) -> dict:
         from phenotyping.cli import cli
 
-        folder_for = emb["kg-joint"] if init == "random" else emb[init]
+        folder_for = emb[next(iter(emb))] if init == "random" else emb[init]
         args = ["fit"] + (["-c", fit.config] if fit.config else []) + [
             "--data.data", json.dumps([str(p) for p in reports]), "--data.embeddings", folder_for,
             "--data.id_column", data.id_column, "--data.text_column", data.text_column,
@@ -329,13 +365,46 @@ def _fit_stage(
     return stage
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def source_checksum() -> str:
+    """A checksum of kinpath's own code and package data: a change to it redoes the stages."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for pkg in ("kg", "embeddings", "phenotyping", "pipelines"):
+        for f in sorted((root / pkg).rglob("*")):
+            if f.is_file() and f.suffix in (".py", ".csv", ".yaml"):
+                h.update(str(f.relative_to(root)).encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """The URI to use (argument, ``MLFLOW_TRACKING_URI``, default), a relative SQLite path
+    made absolute against the project folder."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        here = Path.cwd()
+        project = next((d for d in (here, *here.parents) if (d / "pyproject.toml").exists()), here)
+        uri = prefix + str(project / uri[len(prefix) :])
+    return uri
+
+
+def _run_exists(run_id: str) -> bool:
+    import mlflow
 
     try:
-        return version("kinpath")
-    except PackageNotFoundError:
-        return "unknown"
+        return mlflow.MlflowClient().get_run(run_id).info.lifecycle_stage != "deleted"
+    except mlflow.exceptions.MlflowException:
+        return False
+
+
+def _version_exists(name: str, version: str) -> bool:
+    import mlflow
+
+    try:
+        mlflow.MlflowClient().get_model_version(name, version)
+    except mlflow.exceptions.MlflowException:
+        return False
+    return True
 
 
 def _source_settings(graph: GraphConfig) -> dict:
@@ -351,11 +420,12 @@ def _jsonable(x: object) -> dict:
     return json.loads(json.dumps(asdict(x), default=dict))  # type: ignore[call-overload]
 
 
-def demo(work: Path = Path("runs/demo"), tracking_uri: str = "sqlite:///mlruns.db") -> None:
+def demo(work: Path = Path("runs/demo"), tracking_uri: str | None = None) -> None:
     """The embedded demo: `kinpath run` on synthetic reports and the synthetic mini graph.
 
     Args:
         work: Folder for every stage's output.
-        tracking_uri: MLflow tracking URI (default: a local SQLite file).
+        tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI, else
+            sqlite:///mlruns.db in the project folder).
     """
     run(work=work, tracking_uri=tracking_uri)

@@ -36,3 +36,12 @@ def test_version_carries_metrics_provenance_and_no_input_example(registered: Reg
     info = mlflow.models.get_model_info(registered.champion)
     assert [c["name"] for c in info.signature.inputs.to_dict()] == ["report_id", "text"]
     assert info.saved_input_example_info is None  # no report text stored with the model
+
+
+def test_a_name_with_a_quote_lists(registered: Registered) -> None:
+    rows = registry.list_models(registered.tracking_uri)
+    run_id = next(r["run_id"] for r in rows if r["name"] == registered.name)
+    quoted = "o'neil-kinpath"
+    registry.register(str(run_id), quoted, registered.tracking_uri)
+    names = {r["name"] for r in registry.list_models(registered.tracking_uri)}
+    assert {quoted, registered.name} <= names

@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from embeddings.word2vec import Word2VecConfig
-from pipelines.run import DataConfig, EmbeddingConfig, FitConfig, run
+from pipelines.run import (
+    DataConfig,
+    EmbeddingConfig,
+    FitConfig,
+    RegistryConfig,
+    resolve_tracking_uri,
+    run,
+)
 
 STAGES = ["data", "graph", "embeddings", "fit-random", "fit-word2vec", "fit-kg-joint",
           "baseline", "registry", "predict", "report"]  # fmt: skip
@@ -27,9 +34,7 @@ def test_end_to_end_then_cached(
                                 "--trainer.enable_progress_bar=false"]),
     )  # fmt: skip
     first = run(**kw)  # type: ignore[arg-type]
-    for s in STAGES:
-        state = json.loads((tmp_path / "work" / s / "stage.json").read_text())
-        assert state["key"] and first["timings"][s] != "cached", s
+    assert set(first["timings"]) == set(STAGES)
     assert (tmp_path / "work/report/results.html").exists()
     assert (tmp_path / "work/report/f1_by_initialization.png").stat().st_size > 1000
     pred = pd.read_parquet(tmp_path / "work/predict/predictions.parquet")
@@ -55,3 +60,41 @@ def test_end_to_end_then_cached(
     assert (
         third["timings"]["embeddings"] != "cached" and third["timings"]["fit-kg-joint"] != "cached"
     )
+    assert not (tmp_path / "work/predict/test_reports.parquet").exists()  # no text copy kept
+
+    # another tracking store: the MLflow stages run again there, the others stay cached
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    kw["tracking_uri"] = other
+    fourth = run(**kw)  # type: ignore[arg-type]
+    assert fourth["timings"]["embeddings"] == fourth["timings"]["baseline"] == "cached"
+    assert all(fourth["timings"][s] != "cached" for s in ("fit-random", "registry", "predict"))
+    mlflow.set_tracking_uri(other)
+    assert mlflow.pyfunc.load_model(fourth["model"]["uri"])  # the model exists in this store
+
+    # fit.inits decides which vectors are trained (retrofit failed with a KeyError)
+    kw |= {"fit": FitConfig(inits=["random", "retrofit"], fit_args=kw["fit"].fit_args),  # type: ignore[union-attr]
+           "registry": RegistryConfig(champion="retrofit")}  # fmt: skip
+    fifth = run(**kw)  # type: ignore[arg-type]
+    meta = mlflow.pyfunc.load_model(fifth["model"]["uri"]).metadata.metadata
+    assert meta["kinpath"]["embedding_method"] == "retrofit"
+
+    # a cached stage whose MLflow run is gone is redone, not trusted
+    run_id = json.loads((tmp_path / "work/fit-random/stage.json").read_text())["output"]["run_id"]
+    mlflow.MlflowClient().delete_run(run_id)
+    sixth = run(**kw)  # type: ignore[arg-type]
+    assert (
+        sixth["timings"]["fit-random"] != "cached" and sixth["timings"]["fit-retrofit"] == "cached"
+    )
+
+
+def test_the_environment_and_the_project_decide_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "configs").mkdir()
+    monkeypatch.chdir(tmp_path / "configs")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path}/mlruns.db"  # not configs/mlruns.db
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert resolve_tracking_uri(None) == "http://127.0.0.1:5000"  # the environment wins
+    assert resolve_tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
