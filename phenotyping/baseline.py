@@ -30,7 +30,8 @@ class TfidfConfig:
 
 
 def tfidf_baseline(dm: ReportDataModule, config: TfidfConfig | None = None) -> dict[str, float]:
-    """Test metrics per task, named like the CNN's (``test/<task>/macro_f1``)."""
+    """Test metrics per task, named like the CNN's (``test/<task>/macro_f1``, and per table
+    ``test/<table>/<task>/macro_f1`` when the data has several)."""
     cfg = config or TfidfConfig()
     text = dm.table[dm.hparams["text_column"]].to_numpy()
     vec = TfidfVectorizer(
@@ -60,6 +61,11 @@ def tfidf_baseline(dm: ReportDataModule, config: TfidfConfig | None = None) -> d
             continue
         for k, v in classification_metrics(y_te[lab_te], pred_te[lab_te]).items():
             out[f"test/{task}/{k}"] = v
+        if dm.source_of is not None:  # each table's test split on its own too
+            for name in sorted(set(dm.source_of[te])):
+                rows = lab_te & (dm.source_of[te] == name)
+                for k, v in classification_metrics(y_te[rows], pred_te[rows]).items():
+                    out[f"test/{name}/{task}/{k}"] = v
         lab_va = y_va != -100
         th = choose_threshold(conf_va[lab_va], pred_va[lab_va] == y_va[lab_va], 0.97)
         acc, cov = evaluate_threshold(

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from jsonargparse import lazy_instance
-from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.cli import (
     LightningArgumentParser,
@@ -72,7 +74,41 @@ class MlflowSaveConfig(SaveConfigCallback):
                 )
 
 
+class EpochLine(Callback):
+    """One log line per epoch (validation loss, macro-F1 per task) where there is no bar."""
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or (trainer.progress_bar_callback and sys.stderr.isatty()):
+            return
+        m = trainer.callback_metrics
+        f1 = ", ".join(
+            f"{t} {float(m[f'val/{t}/macro_f1']):.3f}"
+            for t in getattr(pl_module, "tasks", [])
+            if f"val/{t}/macro_f1" in m
+        )
+        loss = float(m["val/loss"]) if "val/loss" in m else float("nan")
+        log.info("epoch %d/%d: val loss %.3f; macro-F1 %s (%.0f s)", trainer.current_epoch + 1,
+                 trainer.max_epochs or 0, loss, f1, time.perf_counter() - getattr(self, "_t0", 0.0))  # fmt: skip
+
+
 class PhenotypingCLI(LightningCLI):
+    def __init__(self, *args: object, quiet: bool = False, **kwargs: object) -> None:
+        """``quiet``: no test-metrics table (kinpath run prints one table for all its fits)."""
+        self.quiet = quiet
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def before_instantiate_classes(self) -> None:
+        """An MLflow run without a name is named after its config file (mtcnn-tcga)."""
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        logger = cfg.get("trainer", {}).get("logger")
+        args = getattr(logger, "init_args", None)
+        files = cfg.get("config") or []
+        if args is not None and hasattr(args, "run_name") and not args.run_name and files:
+            args.run_name = Path(str(files[-1])).stem
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for src, dst in (
             ("data.vocab_size", "model.vocab_size"),
@@ -110,26 +146,43 @@ class PhenotypingCLI(LightningCLI):
         best = ckpt.best_model_path
         if not best:
             return
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+        self.trainer.test(
+            self.model, datamodule=self.datamodule, ckpt_path=best, verbose=not self.quiet
+        )
         # the model now holds the best weights and their thresholds: export them for inference
         logger = self.trainer.logger
         if isinstance(logger, MLFlowLogger) and isinstance(self.datamodule, ReportDataModule):
             with tempfile.TemporaryDirectory() as tmp:
                 folder = save_bundle(Path(tmp) / "bundle", self.model, self.datamodule)
                 logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_path="bundle")
+            self._announce(logger)
+
+    def _announce(self, logger: MLFlowLogger) -> None:
+        """The run id that `kinpath registry register` needs, and where to see the run."""
+        uri = logger._tracking_uri or tracking_uri()
+        exp = logger.experiment_id
+        where = (
+            f"{uri.rstrip('/')}/#/experiments/{exp}/runs/{logger.run_id}"
+            if uri.startswith(("http://", "https://"))
+            else f"mlflow ui --backend-store-uri {uri}, then "
+            f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{logger.run_id}"
+        )
+        print(f"MLflow run {logger.run_id} ({where})\n"
+              f"register it: kinpath registry register {logger.run_id} --name NAME")  # fmt: skip
 
 
 def trainer_defaults() -> dict:
     uri = tracking_uri()
     return {
         "accelerator": "auto",
+        "callbacks": [EpochLine()],
         "logger": lazy_instance(
             MLFlowLogger, experiment_name="kinpath-phenotyping", tracking_uri=uri, log_model=False
         ),
     }
 
 
-def cli(args: list[str] | None = None, run: bool = True) -> PhenotypingCLI:
+def cli(args: list[str] | None = None, run: bool = True, quiet: bool = False) -> PhenotypingCLI:
     return PhenotypingCLI(
         MTCNNModule,
         ReportDataModule,
@@ -139,12 +192,14 @@ def cli(args: list[str] | None = None, run: bool = True) -> PhenotypingCLI:
         save_config_kwargs={"save_to_log_dir": False},
         args=args,
         run=run,
+        quiet=quiet,
     )
 
 
 def main() -> None:
-    for noisy in ("gensim", "nmslib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from kg.logs import setup
+
+    setup()
     cli()
 
 

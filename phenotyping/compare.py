@@ -78,8 +78,12 @@ def compare(
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
-def results_table(results: dict[str, dict[str, float]], tasks: list[str]) -> str:
-    """Markdown: one row per task, micro/macro-F1 per method, coverage for each."""
+def results_table(
+    results: dict[str, dict[str, float]], tasks: list[str], prefix: str = "test"
+) -> str:
+    """Markdown: one row per task, micro/macro-F1 per method, coverage for each.
+
+    ``prefix`` picks the split: ``test`` (pooled) or ``test/<table>`` for one table's."""
     methods = list(results)
     head = ["task"] + [
         f"{m} {k}" for m in methods for k in ("micro-F1", "macro-F1", "coverage@97%")
@@ -90,7 +94,7 @@ def results_table(results: dict[str, dict[str, float]], tasks: list[str]) -> str
         for m in methods:
             r = results[m]
             for k in ("micro_f1", "macro_f1", "coverage"):
-                v = r.get(f"test/{t}/{k}")
+                v = r.get(f"{prefix}/{t}/{k}")
                 cells.append("—" if v is None else f"{v:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

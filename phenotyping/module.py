@@ -370,10 +370,22 @@ class MTCNNModule(pl.LightningModule):
             if curves:
                 files.append(
                     accuracy_coverage_png(
-                        curves, d / "accuracy_coverage.png", self.hparams["target_accuracy"]
+                        curves,
+                        d / "accuracy_coverage.png",
+                        self.hparams["target_accuracy"],
+                        self._model_name(),
                     )
                 )
             self._log_artifacts(files)
+
+    def _model_name(self) -> str:
+        """What a plot's title names: the MT-CNN, its initialization and the run."""
+        hp = self.hparams
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        method = ((getattr(dm, "embedding_manifest", None) or {}).get("method")) or "no"
+        init = "random vectors" if hp["init"] == "random" else f"{method} vectors"
+        run = getattr(self.logger, "run_id", None) if self._trainer is not None else None
+        return f"MT-CNN, {init}" + (f" (run {str(run)[:8]})" if run else "")
 
     def _log_artifacts(self, files: list[Path]) -> None:
         """Upload files to the run when the logger is MLflow; otherwise keep them in the log dir."""

@@ -56,11 +56,14 @@ def confusion_matrix_png(
 
 
 def accuracy_coverage_png(
-    tasks: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: Path, target: float
+    tasks: Mapping[str, tuple[np.ndarray, np.ndarray, float]],
+    path: Path,
+    target: float,
+    model: str = "",
 ) -> Path:
     """One accuracy–coverage curve per task; the marker is the chosen threshold."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     for task, (conf, correct, thr) in tasks.items():
         cov, acc, _ = curve(conf, correct)
         (line,) = ax.plot(cov, acc, label=task, lw=1.5)
@@ -72,8 +75,10 @@ def accuracy_coverage_png(
     ax.set_ylabel("accuracy of the coded reports")
     ax.set_ylim(0, 1.02)
     ax.set_xlim(0, 1.0)
-    ax.legend(fontsize=8, loc="lower left")
-    ax.set_title("Accuracy vs coverage on the test split")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves
+    ax.set_title(
+        f"Accuracy vs coverage on the test split{': ' + model if model else ''}", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -68,13 +68,9 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("gensim", "nmslib", "pykeen", "torch_max_mem"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from kg.logs import setup
+
+    setup()
     args = normalize_argv(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(USAGE, end="")

@@ -356,7 +356,7 @@ def _fit_stage(
             f"--checkpoint.dirpath={folder / 'checkpoints'}",
             *fit.fit_args,
         ]  # fmt: skip
-        c = cli(args)
+        c = cli(args, quiet=True)
         metrics = {
             k: float(v) for k, v in c.trainer.callback_metrics.items() if k.startswith("test/")
         }

@@ -30,7 +30,9 @@ def test_fast_dev_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     c = cli(["fit", "-c", str(ROOT / "configs/mtcnn.yaml"), "--data.data",
              str(ROOT / "tests/fixtures/reports.csv"), "--trainer.fast_dev_run=true"])  # fmt: skip
-    assert c.trainer.state.finished
+    # one training batch and one validation batch, then stop: no checkpoint is written
+    assert c.trainer.global_step == 1 and "val/loss" in c.trainer.callback_metrics
+    assert not (tmp_path / "runs").exists()
 
 
 def _all_text(db: Path, artifacts: Path) -> str:
@@ -72,6 +74,12 @@ def test_fit_tracks_in_mlflow_without_report_text(
     assert {"config.yaml", "data", "test"} <= arts
     assert "val/site/macro_f1" in run.data.metrics and "test/site/coverage" in run.data.metrics
     assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 2  # one per epoch
+    assert run.info.run_name == "mtcnn"  # named after its config file
+    assert f"MLflow run {run.info.run_id}" in out  # the id `kinpath registry register` needs
+    assert (
+        "test/before/site/coverage" in run.data.metrics
+        and "test/contradictions" in run.data.metrics
+    )
 
     everything = _all_text(tmp_path / "mlruns.db", tmp_path / "mlruns") + out + err + caplog.text
     assert SECRET not in everything

@@ -1,6 +1,7 @@
 """The whole pipeline on a tiny synthetic set, then a cached rerun."""
 
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -16,6 +17,7 @@ from pipelines.run import (
     resolve_tracking_uri,
     run,
 )
+from tests.pipelines.test_report import check_html
 
 STAGES = ["data", "graph", "embeddings", "fit-random", "fit-word2vec", "fit-kg-joint",
           "baseline", "registry", "predict", "report"]  # fmt: skip
@@ -35,7 +37,11 @@ def test_end_to_end_then_cached(
     )  # fmt: skip
     first = run(**kw)  # type: ignore[arg-type]
     assert set(first["timings"]) == set(STAGES)
-    assert (tmp_path / "work/report/results.html").exists()
+    page = (tmp_path / "work/report/results.html").read_text()
+    md = (tmp_path / "work/report/results.md").read_text()
+    checked = check_html(page)
+    assert checked.first == "doctype html" and not checked.errors
+    assert checked.h2 == re.findall(r"^## (.+)$", md, flags=re.M)
     assert (tmp_path / "work/report/f1_by_initialization.png").stat().st_size > 1000
     pred = pd.read_parquet(tmp_path / "work/predict/predictions.parquet")
     assert len(pred) == 12 and (pred["status"] == "ok").all()

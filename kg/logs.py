@@ -1,0 +1,48 @@
+"""What every kinpath command shows a person: its own log lines, not library noise.
+
+:func:`setup` is called by each command's ``main`` (``kinpath``, ``lightning``):
+INFO lines from kinpath's packages on standard error, and the warnings that
+libraries raise about themselves rather than about the user's data silenced —
+scispacy's empty abbreviation matcher (W036), spaCy's regex FutureWarning,
+LightningCLI's note on ``args``, PyTorch's pytree deprecation, Lightning's
+logging-interval hint on small data, MLflow's input-example advice (kinpath
+stores no report as an example, on purpose) and its artifact progress bars.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+IGNORED = (
+    r".*\[W036\]",
+    r"Possible set union",
+    r"LightningCLI's args parameter",
+    r".*LeafSpec.* is deprecated",
+    r"The number of training batches .* is smaller than the logging interval",
+    r".*An input example was not provided",
+    r".*does not have many workers which may be a bottleneck",
+)
+
+
+class _Drop(logging.Filter):
+    """Drops MLflow's cloudpickle advice, which concerns how the model is logged, not the user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "causes it to be serialized using CloudPickle" not in record.getMessage()
+
+
+def setup(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for noisy in ("gensim", "nmslib", "pykeen", "torch_max_mem", "mlflow.store.db.utils",
+                  "alembic", "mlflow.tracking.fluent"):  # fmt: skip
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.pyfunc").addFilter(_Drop())
+    for pattern in IGNORED:
+        warnings.filterwarnings("ignore", message=pattern)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
