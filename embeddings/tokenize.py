@@ -110,12 +110,14 @@ class ReportTokenizer:
 
     @classmethod
     def load(cls, folder: Path) -> ReportTokenizer:
-        from gensim.models.phrases import FrozenPhrases
-
         config = TokenizerConfig(**json.loads((folder / "tokenizer.json").read_text()))
         phrases = [tuple(ln.split()) for ln in (folder / "phrases.txt").read_text().splitlines()]
         col = folder / "collocations.pkl"
-        collocations = FrozenPhrases.load(str(col)) if col.exists() else None
+        collocations = None
+        if col.exists():  # gensim is needed only where collocations were fitted
+            from gensim.models.phrases import FrozenPhrases
+
+            collocations = FrozenPhrases.load(str(col))
         return cls(phrases, config, collocations)
 
     @classmethod

@@ -1,12 +1,15 @@
 """The reports DataModule: table → token ids and masked labels, length-bucketed batches.
 
 The table (csv, parquet, jsonl or a folder of .txt files; see
-:mod:`kg.reports`), or several read as one with their splits kept, has an id column, a text column and one column per task;
-the ``split`` column (train / val / test) fixes the split, or ``split_ratio``
-draws one with the seed. Reports are tokenized with the tokenizer saved beside
-the embeddings (or a plain one without phrases when no embeddings are given),
-and the vocabulary is the embeddings' (or, without them, the train split's
-words seen ``min_count`` times). Token 0 pads, token 1 is out-of-vocabulary.
+:mod:`kg.reports`), or several read as one with their splits kept, has an id
+column, a text column and one column per task; the ``split`` column (train /
+val / test) fixes the split, or ``split_ratio`` draws one with the seed.
+Reports are tokenized with the tokenizer saved beside the embeddings (or a
+plain one without phrases when no embeddings are given), and the vocabulary
+is the embeddings' (or, without them, the train split's words seen
+``min_count`` times), less the words that fewer than ``min_patients``
+training patients use and that are no graph term. Token 0 pads, token 1 is
+out-of-vocabulary.
 
 Batches are padded only to the longest report in the batch (at most
 ``max_length`` tokens; longer reports are truncated and counted): training
@@ -35,6 +38,7 @@ from embeddings.store import load_embeddings
 from embeddings.tokenize import ReportTokenizer
 from kg.errors import InputError
 from kg.graph import file_sha256, load_graph
+from kg.normalize import PHRASE_JOINER
 from kg.reports import SOURCE, read_reports, table_paths
 from phenotyping.hierarchy import Hierarchy, hierarchy_from_graph
 from phenotyping.rules import NOT_APPLICABLE, laterality_applies, read_valid_combinations
@@ -106,6 +110,8 @@ class ReportDataModule(pl.LightningDataModule):
         max_length: int = 1500,
         batch_size: int = 32,
         min_count: int = 2,
+        min_patients: int = 5,
+        patient_column: str = "patient_id",
         balance_classes: bool = False,
         laterality_not_applicable: bool = True,
         graph: str | None = None,
@@ -133,6 +139,10 @@ class ReportDataModule(pl.LightningDataModule):
             max_length: Longest report in tokens; longer ones are truncated (and counted).
             batch_size: Reports per batch.
             min_count: Without embeddings: least train-split count of a vocabulary word.
+            min_patients: Least number of distinct training patients whose reports use a word
+                for it to enter the model's vocabulary (graph terms always do); the rest read
+                as unknown, so a patient's name in a few reports never ships with a model.
+            patient_column: The patient id column (the report id where the table has none).
             balance_classes: Weight each task's loss by inverse class frequency (train split).
             laterality_not_applicable: Label laterality "not applicable" (SEER code 0) for
                 reports whose subsite (or site) is not a paired organ
@@ -183,29 +193,47 @@ class ReportDataModule(pl.LightningDataModule):
             raise InputError(f"no rows with {split_column} = train", path=where)
 
         self.embedding_manifest: dict | None = None
+        kv: KeyedVectors | None = None
         if embeddings:
             kv, self.tokenizer, self.embedding_manifest = _load_vectors(Path(embeddings))
-            self.vocab = Vocabulary(kv.index_to_key)
-            vectors = kv.vectors.astype(np.float64)
-            if center_vectors:
+        else:
+            self.tokenizer = ReportTokenizer()
+        texts = table[text_column].tolist()
+        tokens = [[t for s in sents for t in s] for sents in self.tokenizer.pipe(texts)]
+
+        # a word enters the model's vocabulary only if enough patients' reports use it (or it
+        # is a graph term): a name repeated in one patient's reports never ships in a model
+        train = self.splits["train"]
+        patient = table[patient_column] if patient_column in table.columns else table[id_column]
+        spread = _patients_per_word(tokens, train, patient.to_numpy())
+        graph_words = {w for p in self.tokenizer.phrases for w in (*p, PHRASE_JOINER.join(p))}
+
+        def shareable(w: str) -> bool:
+            return spread.get(w, 0) >= min_patients or w in graph_words
+
+        if kv is not None:
+            words = [w for w in kv.index_to_key if shareable(w)]
+            self.vocab = Vocabulary(words)
+            vectors = kv[words].astype(np.float64) if words else np.zeros((0, kv.vector_size))
+            if center_vectors and len(vectors):
                 vectors = vectors - vectors.mean(axis=0)
             rng = np.random.default_rng(seed)
-            init = rng.normal(0.0, float(vectors.std()), (len(self.vocab), vectors.shape[1]))
+            scale = float(vectors.std()) if len(vectors) else 0.1
+            init = rng.normal(0.0, scale, (len(self.vocab), kv.vector_size))
             init[PAD] = 0.0
             init[2:] = vectors
             self.init_vectors: torch.Tensor | None = torch.tensor(init, dtype=torch.float32)
-            self.embedding_dim = int(vectors.shape[1])
+            self.embedding_dim = int(kv.vector_size)
+            self.held_back_words = len(kv.index_to_key) - len(words)
         else:
-            self.tokenizer = ReportTokenizer()
-            self.vocab = None  # type: ignore[assignment]
+            counts = Counter(t for i in train for t in tokens[i])
+            frequent = [w for w, n in counts.most_common() if n >= min_count]
+            self.vocab = Vocabulary([w for w in frequent if shareable(w)])
             self.init_vectors = None
             self.embedding_dim = 300
-
-        texts = table[text_column].tolist()
-        tokens = [[t for s in sents for t in s] for sents in self.tokenizer.pipe(texts)]
-        if self.vocab is None:
-            counts = Counter(t for i in self.splits["train"] for t in tokens[i])
-            self.vocab = Vocabulary([w for w, n in counts.most_common() if n >= min_count])
+            self.held_back_words = len(frequent) - (len(self.vocab) - 2)
+        log.info("vocabulary: %d words; %d held back (used by fewer than %d patients)",
+                 len(self.vocab) - 2, self.held_back_words, min_patients)  # fmt: skip
         ids = [self.vocab.encode(t) or [UNK] for t in tokens]
         self.truncated = sum(len(x) > max_length for x in ids)
         self.ids = [x[:max_length] for x in ids]
@@ -249,6 +277,7 @@ class ReportDataModule(pl.LightningDataModule):
         return {
             "reports": {s: len(v) for s, v in self.splits.items()},
             "vocab_size": self.vocab_size,
+            "vocab_held_back": int(self.held_back_words),
             "truncated_reports": int(self.truncated),
             "num_classes": self.num_classes,
             "missing_labels": {
@@ -308,6 +337,17 @@ class ReportDataModule(pl.LightningDataModule):
             (folder / name).write_text(json.dumps(obj, indent=2) + "\n")
             out.append(folder / name)
         return out
+
+
+def _patients_per_word(
+    tokens: list[list[str]], rows: np.ndarray, patient: np.ndarray
+) -> dict[str, int]:
+    """For each word, the number of distinct patients among ``rows`` whose reports use it."""
+    seen: dict[str, set] = {}
+    for i in rows:
+        for w in set(tokens[i]):
+            seen.setdefault(w, set()).add(patient[i])
+    return {w: len(p) for w, p in seen.items()}
 
 
 def coding_rules(

@@ -24,7 +24,7 @@ from mlflow import MlflowClient
 
 from kg.errors import InputError
 from phenotyping.cli import tracking_uri
-from pipelines.model import KinpathModel, signature
+from pipelines.model import signature
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,13 @@ def register(run_id: str, name: str, uri: str | None = None) -> Registered:
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=KinpathModel(),
+                python_model=str(Path(__file__).with_name("model_code.py")),  # models-from-code
                 artifacts={"bundle": bundle},
                 signature=signature(tasks),
                 metadata=metadata,
                 registered_model_name=name,
                 code_paths=_package_dirs(),
-                pip_requirements=_requirements(),
+                pip_requirements=_requirements(Path(bundle)),
             )
     version = str(info.registered_model_version)
     tags = {f"metric.{k}": f"{v:.4f}" for k, v in run.data.metrics.items() if k.startswith("test/")}
@@ -91,12 +91,21 @@ def _package_dirs() -> list[str]:
     return [str(Path(m.__file__).parent) for m in (kg, embeddings, phenotyping, pipelines)]  # type: ignore[arg-type]
 
 
-def _requirements() -> list[str]:
-    """The pinned libraries inference imports (declared, so MLflow need not load the model to guess)."""
+# the distributions kinpath's inference path imports (pipelines.model and what it loads);
+# a test compares this with the imports of the modules a scoring run loads
+INFERENCE_REQUIREMENTS = ("mlflow", "numpy", "pandas", "pyarrow", "scipy", "spacy", "scispacy",
+                          "torch")  # fmt: skip
+
+
+def _requirements(bundle: Path) -> list[str]:
+    """The pinned libraries inference imports (declared, so MLflow need not load the model to
+    guess), and nothing that only training needs: no Lightning or scikit-learn; gensim only
+    when the tokenizer carries collocations."""
     from importlib.metadata import version
 
-    names = ("torch", "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "gensim", "spacy",
-             "scispacy", "nmslib-metabrainz", "mlflow", "tqdm")  # fmt: skip
+    names = list(INFERENCE_REQUIREMENTS)
+    if (bundle / "tokenizer" / "collocations.pkl").exists():
+        names.append("gensim")
     return [f"{n}=={version(n).split('+')[0]}" for n in names]
 
 

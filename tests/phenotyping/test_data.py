@@ -95,3 +95,28 @@ def test_two_tables_load_as_one_with_their_splits_kept(fixtures: Path, tmp_path:
         rows = dm.splits[split]
         assert sorted(set(dm.source_of[rows])) == ["hospital-a", "hospital-b"]
         assert (dm.table["split"].to_numpy()[rows] == split).all()
+
+
+def test_a_name_in_four_patients_reports_stays_out_of_the_vocabulary(
+    fixtures: Path, tmp_path: Path
+) -> None:
+    from phenotyping.bundle import save_bundle
+    from phenotyping.module import MTCNNModule
+
+    df = pd.read_csv(fixtures / "reports.csv", dtype=str, keep_default_na=False)
+    train = df.index[df["split"] == "train"]
+    df["patient_id"] = "P" + df.index.astype(str)
+    for i in train[:4]:  # four patients
+        df.loc[i, "text"] = "Patient Quillonberg seen today. " + df.loc[i, "text"]
+    for i in train[4:9]:  # five patients: an ordinary word, shared widely enough
+        df.loc[i, "text"] = "Specimen zorblax noted. " + df.loc[i, "text"]
+    path = tmp_path / "reports.csv"
+    df.to_csv(path, index=False)
+    dm = ReportDataModule(str(path), max_length=60, min_count=1)
+    assert "quillonberg" not in dm.vocab.stoi and "zorblax" in dm.vocab.stoi
+    assert dm.summary()["vocab_held_back"] > 0
+    module = MTCNNModule(dm.vocab_size, dm.num_classes, filters=4, label_maps=dm.label_maps)
+    folder = save_bundle(tmp_path / "bundle", module, dm)
+    for f in folder.rglob("*"):
+        if f.is_file():
+            assert b"quillonberg" not in f.read_bytes().lower(), f

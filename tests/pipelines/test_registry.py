@@ -1,4 +1,8 @@
 import json
+import re
+import tomllib
+from importlib import metadata
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -45,3 +49,74 @@ def test_a_name_with_a_quote_lists(registered: Registered) -> None:
     registry.register(str(run_id), quoted, registered.tracking_uri)
     names = {r["name"] for r in registry.list_models(registered.tracking_uri)}
     assert {quoted, registered.name} <= names
+
+
+SCORE_WITHOUT_LIGHTNING = """
+import json, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("pytorch_lightning", "lightning", "lightning_fabric"):
+            raise ImportError("Lightning is not installed here: " + name)
+sys.meta_path.insert(0, Block())
+import mlflow
+import pandas as pd
+from importlib.metadata import packages_distributions
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(sys.argv[2])
+out = model.predict(pd.DataFrame({"report_id": ["r1"], "text": ["Left breast: invasive ductal carcinoma."]}))
+dists = packages_distributions()
+loaded = sorted({d for m in list(sys.modules) for d in dists.get(m.split(".")[0], [])})
+print(json.dumps({"site": out["site_label"].iloc[0], "loaded": loaded}))
+"""
+
+
+def _required_by(names: list[str]) -> set[str]:
+    """Every distribution the named ones require, transitively (extras aside)."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        try:
+            reqs = metadata.requires(todo.pop()) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for r in reqs:
+            if "extra ==" in r:
+                continue
+            name = re.split(r"[ ;<>=!\[(~]", r, maxsplit=1)[0].lower()
+            if name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return seen
+
+
+def _direct_dependencies() -> set[str]:
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {d.split("==")[0].split("[")[0].lower() for d in deps}
+
+
+def test_registered_model_scores_without_lightning_and_declares_what_it_imports(
+    registered: Registered,
+) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-c", SCORE_WITHOUT_LIGHTNING, registered.tracking_uri, registered.champion],
+        capture_output=True, text=True, check=False, cwd=registered.workdir,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["site"]
+    imported = {d.lower() for d in result["loaded"]} & _direct_dependencies()
+    pulled_in = _required_by(["mlflow", "torch", "spacy", "scispacy", "pandas", "scipy"])
+    mlflow.set_tracking_uri(registered.tracking_uri)
+    reqs_file = mlflow.pyfunc.get_model_dependencies(registered.champion)
+    declared = {
+        line.split("==")[0].lower()
+        for line in Path(reqs_file).read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert "pytorch-lightning" not in declared and "scikit-learn" not in declared
+    assert declared <= imported  # nothing declared that scoring does not import
+    assert imported - declared <= pulled_in  # nothing imported that is not declared or pulled in
