@@ -108,7 +108,7 @@ class ReportDataModule(pl.LightningDataModule):
         split_column: str = "split",
         split_ratio: tuple[float, float, float] = (0.7, 0.15, 0.15),
         max_length: int = 1500,
-        batch_size: int = 32,
+        batch_size: int = 16,
         min_count: int = 2,
         min_patients: int = 5,
         patient_column: str = "patient_id",

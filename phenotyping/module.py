@@ -82,7 +82,7 @@ class MTCNNModule(pl.LightningModule):
         dropout: float = 0.5,
         init: str = "pretrained",
         freeze_embeddings: bool = False,
-        lr: float = 1e-4,
+        lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.99),
         weight_decay: float = 0.0,
         target_accuracy: float = 0.97,

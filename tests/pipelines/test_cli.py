@@ -71,3 +71,35 @@ def test_malformed_row_exits_2_or_is_skipped(tmp_path: Path, fixtures: Path) -> 
     r = run("kg", "build", "--umls", str(meta), "--out", str(tmp_path / "g"), "--on-error", "skip")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["skipped_rows"] == 1
+
+
+HEAVY = ("torch", "spacy", "pytorch_lightning", "mlflow", "gensim", "sklearn")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"]])
+def test_help_loads_no_heavy_library(argv: list[str]) -> None:
+    code = (
+        "import sys\nfrom pipelines.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "usage: kinpath" in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "[]"  # none of them imported to show help
+
+
+def test_unknown_subcommand_is_a_clear_error() -> None:
+    r = run("predcit")
+    assert r.returncode == 2 and "unknown subcommand 'predcit'" in r.stderr
+
+
+def test_library_warnings_are_not_the_users_business() -> None:
+    code = (
+        "from kg.logs import setup\nsetup()\n"
+        "from embeddings.tokenize import ReportTokenizer\n"
+        "print(len(list(ReportTokenizer().pipe(['Invasive ductal carcinoma (IDC) of the breast.']))))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and r.stdout.strip() == "1"
+    assert "W036" not in r.stderr and "FutureWarning" not in r.stderr

@@ -47,6 +47,7 @@ def test_end_to_end_then_cached(
     assert len(pred) == 12 and (pred["status"] == "ok").all()
     out = capsys.readouterr().out
     assert "| site |" in out and "mlflow ui --backend-store-uri" in out
+    assert out.count("| task |") == 1  # one results table, not one per fit as well
 
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model("models:/kinpath-demo@champion")
