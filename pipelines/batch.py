@@ -151,13 +151,14 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _score_chunk(
+def score_records(
     model: LoadedModel,
     chunk: list[Record],
     batch_size: int,
     tasks: list[str],
     pad_to: int | None = None,
 ) -> pd.DataFrame:
+    """One output row per record: error rows for bad ones, the model's columns for the rest."""
     good = [r for r in chunk if not r.error]
     limit = model.bundle.tokenizer.config.max_chars
     if good:
@@ -274,7 +275,7 @@ def predict(
                 if part.exists():
                     skipped += 1
                 else:
-                    df = _score_chunk(model, chunk, batch_size, tasks, pad_to)
+                    df = score_records(model, chunk, batch_size, tasks, pad_to)
                     _write_atomic(
                         pa.Table.from_pandas(df, schema=schema, preserve_index=False), part
                     )

@@ -29,7 +29,8 @@ SUBCOMMANDS = {
     "embed": ("embeddings.cli", "COMMANDS", "word vectors: train, compare (word2vec / retrofit / kg-joint), evaluate"),
     "phenotype": ("phenotyping.compare", "COMMANDS", "compare MT-CNN initializations and the TF-IDF baseline"),
     "registry": ("pipelines.jobs", "REGISTRY_COMMANDS", "MLflow model registry: register, promote, list"),
-    "predict": ("pipelines.jobs", "predict", "score reports with a registered model (files; resumable)"),
+    "predict": ("pipelines.jobs", "predict", "score reports with a registered model (files or an OMOP warehouse; resumable)"),
+    "omop": ("pipelines.jobs", "OMOP_COMMANDS", "OMOP warehouse: init-schema (CDM v5.4 NOTE, NOTE_NLP)"),
     "run": ("pipelines.run", "run", "the whole pipeline from a config, stages cached"),
     "demo": ("pipelines.run", "demo", "the pipeline on synthetic reports and a synthetic graph"),
 }  # fmt: skip

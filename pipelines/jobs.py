@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipelines.notes import NoteSelection
+
 
 def predict(
     model: str | None = None,
-    input: Path | None = None,
+    input: str | None = None,
     output: Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -21,13 +23,17 @@ def predict(
     id_column: str = "report_id",
     text_column: str = "text",
     tracking_uri: str | None = None,
+    notes: NoteSelection = NoteSelection(),
+    concepts: bool = False,
 ) -> None:
     """Score reports with a registered model; one output row per input record, then a JSON summary.
 
     Args:
         model: Model URI, e.g. models:/kinpath@champion (required).
-        input: Reports: .csv, .jsonl, .parquet, or a folder of .txt files (required).
-        output: .parquet or .csv to write (required).
+        input: Reports: .csv, .jsonl, .parquet, or a folder of .txt files; or an OMOP
+            warehouse, postgresql://user@host/database (password from PGPASSWORD or
+            ~/.pgpass, never in the URI), whose NOTE rows are scored into NOTE_NLP (required).
+        output: .parquet or .csv to write (required for files; a warehouse writes NOTE_NLP).
         resume: Finish a killed job from its written chunks.
         overwrite: Replace an existing output.
         chunk_size: Records per atomically written chunk.
@@ -35,18 +41,48 @@ def predict(
         id_column: The input's id column.
         text_column: The input's text column.
         tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db).
+        notes: Warehouse input: which NOTE rows (schema, note_type_concept_id,
+            note_class_concept_id, date_from / date_to on note_date, unscored: only notes
+            with no NOTE_NLP row from this model version yet).
+        concepts: Warehouse input: fill note_nlp_concept_id from its CONCEPT table (ICDO3).
     """
     from kg.errors import InputError
     from pipelines.batch import load_model
     from pipelines.batch import predict as run_batch
 
-    if model is None or input is None or output is None:
-        raise InputError("--model, --input and --output are required")
-    summary = run_batch(
-        load_model(model, tracking_uri), input, output, resume=resume, overwrite=overwrite,
-        chunk_size=chunk_size, batch_size=batch_size, id_column=id_column, text_column=text_column,
-    )  # fmt: skip
+    if model is None or input is None:
+        raise InputError("--model and --input are required")
+    if input.startswith(("postgresql://", "postgres://")):
+        if output is not None:
+            raise InputError("a warehouse input writes its NOTE_NLP table: give no --output")
+        from pipelines.omop import score_notes
+
+        summary = score_notes(load_model(model, tracking_uri), input, notes, chunk_size,
+                              batch_size, concepts)  # fmt: skip
+    else:
+        if output is None:
+            raise InputError("--output is required for a file input")
+        summary = run_batch(
+            load_model(model, tracking_uri), Path(input), output, resume=resume, overwrite=overwrite,
+            chunk_size=chunk_size, batch_size=batch_size, id_column=id_column, text_column=text_column,
+        )  # fmt: skip
     print(json.dumps(summary, indent=2))
+
+
+def init_schema(uri: str | None = None, schema: str = "public") -> None:
+    """Create the OMOP CDM v5.4 NOTE and NOTE_NLP tables (if absent) and kinpath's progress table.
+
+    Args:
+        uri: The warehouse, postgresql://user@host/database (password from PGPASSWORD or
+            ~/.pgpass); required.
+        schema: The CDM schema.
+    """
+    from kg.errors import InputError
+    from pipelines.omop import init_schema as create
+
+    if uri is None:
+        raise InputError("--uri is required")
+    print(json.dumps({"created_if_absent": create(uri, schema)}))
 
 
 def register(run_id: str, name: str = "kinpath", tracking_uri: str | None = None) -> None:
@@ -96,3 +132,4 @@ def list_(tracking_uri: str | None = None) -> None:
 
 
 REGISTRY_COMMANDS = {"register": register, "promote": promote, "list": list_}
+OMOP_COMMANDS = {"init-schema": init_schema}

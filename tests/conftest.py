@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,20 @@ def shared() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"shared data not found at {SHARED} (fresh clone without ../shared)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL 16 server (pgserver: a pip wheel, a Unix socket), started for the
+    session and stopped after; its admin URI. Skipped, with the reason, if it cannot start."""
+    pgserver = pytest.importorskip("pgserver", reason="pgserver is in the [dev] extra")
+    pytest.importorskip("psycopg", reason="psycopg is in the [dev] extra")
+    folder = tmp_path_factory.mktemp("pg")
+    try:
+        server = pgserver.get_server(folder, cleanup_mode="stop")
+    except Exception as e:
+        pytest.skip(f"PostgreSQL (pgserver) could not start here: {type(e).__name__}: {e}")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()

@@ -1,0 +1,216 @@
+"""OMOP NOTE → NOTE_NLP on a real PostgreSQL server: exactly once, even through kill -9."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kg.errors import InputError
+from pipelines.batch import load_model
+from pipelines.notes import NoteSelection
+from pipelines.omop import init_schema, score_notes
+from pipelines.synthetic import synthetic_reports
+from tests.pipelines.conftest import ROOT, Registered
+
+TASKS = 6
+CHAMPION_C34 = """
+SELECT n.note_id
+FROM note n JOIN note_nlp x ON x.note_id = n.note_id
+WHERE x.nlp_system = %(system)s
+  AND x.lexical_variant = 'C34'
+  AND x.term_modifiers LIKE 'task=site;%%'
+  AND x.term_modifiers LIKE '%%;abstain=false;%%'
+ORDER BY n.note_id
+"""
+
+
+def _database(admin_uri: str, name: str) -> str:
+    """A fresh SQL_ASCII database (so that a note can hold bytes that are not UTF-8)."""
+    import psycopg
+
+    with psycopg.connect(admin_uri, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name}")
+        c.execute(
+            f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        )
+    return admin_uri.replace("/postgres?", f"/{name}?")
+
+
+def _load_notes(uri: str, n: int) -> list[int]:
+    """n synthetic notes plus three bad ones; returns the bad notes' ids."""
+    import psycopg
+
+    init_schema(uri)
+    df = synthetic_reports(n, seed=21)
+    rows = [(i + 1, 1000 + i % 50, dt.date(2026, 11, 1 + i % 28), 44814645, 44814639, text, 32678, 4180186)
+            for i, text in enumerate(df["text"])]  # fmt: skip
+    with psycopg.connect(uri) as c:
+        c.execute(
+            "ALTER TABLE note ALTER COLUMN note_text DROP NOT NULL"
+        )  # a warehouse that lets NULL in
+        with c.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO note (note_id, person_id, note_date, note_type_concept_id, "
+                "note_class_concept_id, note_text, encoding_concept_id, language_concept_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
+        bad = [n + 1, n + 2, n + 3]
+        cols = ("INSERT INTO note (note_id, person_id, note_date, note_type_concept_id, "
+                "note_class_concept_id, encoding_concept_id, language_concept_id, note_text) "
+                "VALUES (%s, 1, '2026-11-02', 44814645, 44814639, 32678, 4180186, ")  # fmt: skip
+        c.execute(cols + "NULL)", (bad[0],))
+        c.execute(cols + "'  ')", (bad[1],))
+        c.execute(cols + "E'Carcinoma \\xff')", (bad[2],))  # not UTF-8
+    return bad
+
+
+def _note_nlp(uri: str) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(uri) as c:  # a SQL_ASCII database returns text as bytes
+        rows = c.execute(
+            "SELECT note_id, lexical_variant, note_nlp_concept_id, nlp_system, term_exists, "
+            'term_modifiers, snippet, "offset" FROM note_nlp ORDER BY note_id, term_modifiers'
+        ).fetchall()
+    return [tuple(v.decode() if isinstance(v, bytes) else v for v in r) for r in rows]
+
+
+@pytest.mark.parametrize("n", [2000])
+def test_note_nlp_exactly_once_through_kill_9(
+    registered: Registered, postgres: str, tmp_path: Path, n: int
+) -> None:
+    import psycopg
+
+    full, killed = _database(postgres, "full_run"), _database(postgres, "killed_run")
+    bad = _load_notes(full, n)
+    _load_notes(killed, n)
+    model = load_model(registered.champion, registered.tracking_uri)
+    summary = score_notes(model, full, chunk_size=200)
+    assert summary["notes_scored_now"] == n + 3
+    assert summary["errors_by_kind"] == {"empty_text": 2, "undecodable": 1}
+    rows = _note_nlp(full)
+    assert len(rows) == n * TASKS  # one row per good note and task, none for the bad ones
+    per_note: dict[int, int] = {}
+    for r in rows:
+        per_note[r[0]] = per_note.get(r[0], 0) + 1
+    assert set(per_note.values()) == {TASKS} and not set(bad) & set(per_note)
+    with psycopg.connect(full) as c:
+        errors = [e for (es,) in c.execute("SELECT errors FROM kinpath_nlp_progress") for e in es]
+    assert sorted(int(e["note_id"]) for e in errors) == bad
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
+    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", registered.champion,
+           "--input", killed, "--chunk-size", "200"]  # fmt: skip
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)  # fmt: skip
+    deadline = time.time() + 180
+    done = 0
+    while time.time() < deadline and done < 3:
+        time.sleep(0.05)
+        try:
+            with psycopg.connect(killed) as c:
+                done = c.execute("SELECT count(*) FROM kinpath_nlp_progress").fetchone()[0]  # type: ignore[index]
+        except psycopg.errors.UndefinedTable:
+            continue
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert 3 <= done < 10  # killed halfway
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _note_nlp(killed) == rows  # the same table as the uninterrupted run's
+
+    again = score_notes(model, killed, chunk_size=200)  # a finished job writes nothing
+    assert again["notes_scored_now"] == 0 and len(_note_nlp(killed)) == n * TASKS
+
+    # the README's query: notes whose site the champion auto-coded as C34
+    system = f"kinpath {model.version}"
+    with psycopg.connect(full) as c:
+        got = [i for (i,) in c.execute(CHAMPION_C34, {"system": system})]
+    expected = sorted(
+        note for note, code, _, _, _, mods, _, _ in rows
+        if mods.startswith("task=site;") and code == "C34" and ";abstain=false;" in mods
+    )  # fmt: skip
+    assert got == expected
+
+    # no report text: no snippet, no offset, nothing of a note's text in any column
+    texts = synthetic_reports(n, seed=21)["text"]
+    blob = json.dumps([list(map(str, r)) for r in rows]).lower()
+    assert all(r[6] is None and r[7] is None for r in rows)
+    for t in texts[:200]:
+        t = " ".join(t.lower().split())
+        for i in range(0, len(t) - 30, 30):
+            assert t[i : i + 30] not in blob
+
+
+def test_a_moved_alias_is_refused_for_an_unfinished_job(
+    registered: Registered, postgres: str
+) -> None:
+    import psycopg
+
+    uri = _database(postgres, "moved")
+    _load_notes(uri, 10)
+    model = load_model(registered.champion, registered.tracking_uri)
+    key = __import__("pipelines.omop", fromlist=["_selection_key"])._selection_key(NoteSelection())
+    with psycopg.connect(uri) as c:  # another version started this selection and did not finish
+        c.execute("CREATE SEQUENCE IF NOT EXISTS kinpath_note_nlp_id")
+    init_schema(uri)
+    with psycopg.connect(uri) as c:
+        c.execute(
+            "INSERT INTO kinpath_nlp_progress (selection, model_version, chunk, last_note_id, notes, "
+            "rows_written, errors) VALUES (%s, 'kinpath-test/99', 0, 5, 5, 30, '[]')",
+            (key,),
+        )
+    with pytest.raises(InputError, match="alias moved"):
+        score_notes(model, uri)
+
+
+def test_only_unscored_notes_of_the_selection(registered: Registered, postgres: str) -> None:
+    uri = _database(postgres, "selection")
+    _load_notes(uri, 30)
+    model = load_model(registered.champion, registered.tracking_uri)
+    first = score_notes(model, uri, NoteSelection(date_from="2026-11-01", date_to="2026-11-05"))
+    # days 1-4: notes 1-4 and 29-30 (the dates cycle over 28 days), and the three bad ones
+    assert first["notes_scored_now"] == 6 + 3
+    later = score_notes(model, uri, NoteSelection(unscored=True))
+    assert later["notes_scored_now"] == 24 + 3  # the good notes not scored yet, and the bad again
+    assert len(_note_nlp(uri)) == 30 * TASKS
+
+
+def test_mlflow_backend_on_postgresql_trains_registers_and_loads(
+    postgres: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    import psycopg
+
+    from phenotyping.cli import cli
+    from pipelines import registry
+
+    with psycopg.connect(postgres, autocommit=True) as c:
+        c.execute("DROP DATABASE IF EXISTS mlflow")
+        c.execute("CREATE DATABASE mlflow")
+    uri = postgres.replace("postgresql://", "postgresql+psycopg://").replace(
+        "/postgres?", "/mlflow?"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    c = cli(["fit", "-c", str(ROOT / "configs/mtcnn.yaml"), "--trainer.max_epochs=1",
+             "--data.data", str(ROOT / "tests/fixtures/reports.csv"),
+             "--model.filters=8", "--data.max_length=100"])  # fmt: skip
+    run_id = c.trainer.logger.run_id  # type: ignore[union-attr]
+    r = registry.register(run_id, "kinpath-pg", uri)
+    registry.promote("kinpath-pg", r.version, "champion", uri)
+    mlflow.set_tracking_uri(uri)
+    assert mlflow.MlflowClient().get_run(run_id).data.metrics["test/site/macro_f1"] >= 0
+    scored = mlflow.pyfunc.load_model("models:/kinpath-pg@champion").predict(
+        synthetic_reports(3, seed=1)[["report_id", "text"]]
+    )
+    assert len(scored) == 3
