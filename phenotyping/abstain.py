@@ -14,7 +14,9 @@ the reports it keeps is at least the target with 95% confidence. Thresholds
 are tested in a fixed sequence from the most confident down, stopping at the
 first that fails (Learn-then-Test, Angelopoulos et al. 2021, which keeps the
 95% for the chosen one without a multiple-testing penalty); cuts keeping fewer
-reports than a perfect record needs to pass (99 at 97%) are not tested.
+reports than a perfect record needs to pass (99 at 97%), or than a quarter of
+the validation reports, are not tested: the sequence starts where one early
+error does not end it.
 ``level=None`` gives the plain empirical choice.
 
 If no threshold qualifies, the threshold is above 1: the model abstains on
@@ -76,7 +78,9 @@ def choose_threshold(
         best = ok[-1]
         return Threshold(float(thr[best]), target, float(acc[best]), float(cov[best]))
     n = np.rint(cov * len(confidence)).astype(int)
-    smallest = math.ceil(math.log(1.0 - level) / math.log(target))
+    # the sequence starts where a test has data enough: a perfect record can pass, and a
+    # quarter of the reports are kept (so that one early error does not end the search)
+    smallest = max(math.ceil(math.log(1.0 - level) / math.log(target)), len(confidence) // 4)
     best, bound = -1, float("nan")
     for i in np.flatnonzero(n >= smallest):
         lb = lower_bound(round(float(acc[i]) * n[i]), int(n[i]), level)

@@ -80,8 +80,10 @@ class EpochLine(Callback):
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._t0 = time.perf_counter()
 
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or (trainer.progress_bar_callback and sys.stderr.isatty()):
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # after the epoch's validation (callbacks' validation hooks run before the module's,
+        # so there the metrics would still be the previous epoch's)
+        if trainer.progress_bar_callback and sys.stderr.isatty():
             return
         m = trainer.callback_metrics
         f1 = ", ".join(

@@ -255,17 +255,26 @@ def _laterality(
         return
     thr = decoder.thresholds.get("laterality", NEVER)
     for i in range(len(p)):
-        code = labels[where][i] or (labels["site"][i] if "site" in labels else "")
-        applies = laterality_applies(code) if code else None
+        site = labels["site"][i] if "site" in labels else ""
+        sub = labels["subsite"][i] if "subsite" in labels else ""
+        # the site alone decides for most sites (C18: never, C50: always); the subsite only
+        # where the site is paired in part (C71.1 frontal lobe is, C71.6 cerebellum is not)
+        by_site = laterality_applies(site) if site else None
+        applies = by_site if by_site is not None else (laterality_applies(sub) if sub else None)
+        rests = (
+            abstain["site"][i] if by_site is not None and "site" in abstain else abstain[where][i]
+        )
         if applies is False:
             labels["laterality"][i] = NOT_APPLICABLE
-            conf["laterality"][i] = conf[where][i]
-            abstain["laterality"][i] = abstain[where][i]
+            conf["laterality"][i] = conf[
+                "site" if by_site is not None and "site" in conf else where
+            ][i]
+            abstain["laterality"][i] = rests
         elif applies and side_cols:
             q = p[i, side_cols] / max(EPS, p[i, side_cols].sum())
             j = int(q.argmax())
             labels["laterality"][i], conf["laterality"][i] = sides[side_cols[j]], q[j]
-            abstain["laterality"][i] = q[j] < thr or abstain[where][i]
+            abstain["laterality"][i] = q[j] < thr or rests
         elif applies and na:
             labels["laterality"][i], conf["laterality"][i] = "", 0.0
             abstain["laterality"][i] = True

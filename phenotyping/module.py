@@ -262,12 +262,9 @@ class MTCNNModule(pl.LightningModule):
             self.log(f"val/{t}/coverage", float((~d.abstain[t]).mean()))
 
     def on_test_start(self) -> None:
-        """The training sites' centroids and the out-of-scope threshold, from this model.
-
-        A checkpoint without a decoder (made before decoding existed, or by
-        `lightning test` on another run's weights) gets one fitted on the
-        validation split here, as a fit would have.
-        """
+        """The decoder fitted on the validation split with these weights, the training sites'
+        centroids and the out-of-scope threshold. Fitting it again here (seconds) rather than
+        trusting the checkpoint's means a test always decodes with the code that runs it."""
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None:
             return
@@ -285,13 +282,12 @@ class MTCNNModule(pl.LightningModule):
             self._before[t] = choose_threshold(
                 probs[t][has].max(1), ok, self._target(t), None
             ).threshold
-        if self.decoder is None:
-            self.decoder = fit_decoder(
-                probs, self._truth(val_y), self.hparams.get("label_maps") or {},
-                self.hierarchy, self.valid, targets=self.hparams.get("task_targets") or {},
-                target=self.hparams["target_accuracy"],
-            )  # fmt: skip
-        if self.decoder is None or "site" not in self.tasks:
+        self.decoder = fit_decoder(
+            probs, self._truth(val_y), self.hparams.get("label_maps") or {},
+            self.hierarchy, self.valid, targets=self.hparams.get("task_targets") or {},
+            target=self.hparams["target_accuracy"],
+        )  # fmt: skip
+        if "site" not in self.tasks:
             return
         site = self.tasks.index("site")
         train_z, train_y = self._features(dm.eval_loader("train"))
