@@ -5,7 +5,10 @@ write parquet parts, merge) in its own process, so that peak memory is its own:
 
 * kinpath: batches sorted by length and padded to the batch's longest report;
 * baseline: the same model and code with every batch padded to 3,000 tokens,
-  as the published MT-CNN code pads every report.
+  as the published MT-CNN code pads every report;
+* with ``--postgres``: the same reports as OMOP ``NOTE`` rows on a real
+  PostgreSQL server (pgserver), scored into ``NOTE_NLP`` by
+  ``pipelines.omop.score_notes``, against the file path's rate.
 
 The model is the default MT-CNN architecture (300-d vectors, 3×300 filters)
 with untrained weights: throughput does not depend on what the weights are.
@@ -14,6 +17,7 @@ else synthetic reports. The padded baseline is slow on a CPU, so by default it
 scores a tenth as many reports; rates compare per report.
 
     python bench/batch_throughput.py --reports 10000
+    python bench/batch_throughput.py --reports 2000 --postgres
 """
 
 from __future__ import annotations
@@ -87,7 +91,11 @@ def make_bundle(reports: Path, folder: Path) -> None:
     (folder / "label_maps.json").write_text(
         _json.dumps({t: [f"{t}{i}" for i in range(n)] for t, n in classes.items()})
     )
-    (folder / "thresholds.json").write_text(_json.dumps({t: {"threshold": 0.9} for t in classes}))
+    from phenotyping.decode import Decoder
+
+    maps = {t: [f"{t}{i}" for i in range(n)] for t, n in classes.items()}
+    decoder = Decoder(maps, thresholds={t: 0.9 for t in classes})
+    (folder / "decoder.json").write_text(_json.dumps(decoder.as_dict()))
     (folder / "manifests.json").write_text("{}")
 
 
@@ -107,6 +115,33 @@ def child(bundle: str, reports: str, out: str, pad_to: int | None, n: int | None
     print(json.dumps({"reports": summary["records"], "seconds": seconds, "peak_mb": peak}))
 
 
+def child_pg(bundle: str, uri: str) -> None:
+    from phenotyping.bundle import load_bundle
+    from pipelines.batch import LoadedModel
+    from pipelines.omop import score_notes
+
+    model = LoadedModel("bench", "bench/1", load_bundle(Path(bundle)))
+    t = time.perf_counter()
+    summary = score_notes(model, uri, chunk_size=1000, batch_size=32)
+    seconds = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"reports": summary["notes_scored_now"], "seconds": seconds, "peak_mb": peak}))
+
+
+def load_notes(uri: str, reports: Path) -> None:
+    import psycopg
+
+    from pipelines.omop import init_schema
+
+    init_schema(uri)
+    df = pd.read_csv(reports, dtype=str, keep_default_na=False)
+    sql = ("COPY note (note_id, person_id, note_date, note_type_concept_id, note_class_concept_id, "
+           "note_text, encoding_concept_id, language_concept_id) FROM STDIN")  # fmt: skip
+    with psycopg.connect(uri) as c, c.cursor() as cur, cur.copy(sql) as copy:
+        for i, text in enumerate(df["text"], 1):
+            copy.write_row((i, i, "2026-11-29", 44814645, 44814639, text, 32678, 4180186))
+
+
 def run(bundle: Path, reports: Path, out: Path, pad_to: int | None, n: int | None) -> dict:
     args = [sys.executable, __file__, "--child", str(bundle), str(reports), str(out)]
     args += ["--pad-to", str(pad_to or 0), "--n", str(n or 0)]
@@ -121,9 +156,16 @@ def main() -> None:
     ap.add_argument("--child", nargs=3)
     ap.add_argument("--pad-to", type=int, default=0)
     ap.add_argument("--n", type=int, default=0)
+    ap.add_argument(
+        "--postgres", action="store_true", help="also score from a PostgreSQL NOTE table"
+    )
+    ap.add_argument("--child-pg", nargs=2)
     a = ap.parse_args()
     if a.child:
         child(*a.child, pad_to=a.pad_to or None, n=a.n or None)
+        return
+    if a.child_pg:
+        child_pg(*a.child_pg)
         return
     import torch
 
@@ -137,7 +179,24 @@ def main() -> None:
         )
         kin = run(d / "bundle", d / "reports.csv", d / "kin.parquet", None, None)
         base = run(d / "bundle", d / "reports.csv", d / "base.parquet", 3000, nb)
+        pg = None
+        if a.postgres:
+            import pgserver
+
+            server = pgserver.get_server(d / "pg", cleanup_mode="stop")
+            try:
+                load_notes(server.get_uri(), d / "reports.csv")
+                args = [sys.executable, __file__, "--child-pg", str(d / "bundle"), server.get_uri()]
+                r = subprocess.run(args, capture_output=True, text=True, check=True)
+                pg = json.loads(r.stdout.strip().splitlines()[-1])
+            finally:
+                server.cleanup()
     kin_rate, base_rate = kin["reports"] / kin["seconds"], base["reports"] / base["seconds"]
+    if pg is not None:
+        pg_rate = pg["reports"] / pg["seconds"]
+        print(json.dumps({"postgres_reports": pg["reports"], "postgres_reports_per_s": round(pg_rate, 1),
+                          "postgres_peak_mb": round(pg["peak_mb"]),
+                          "postgres_vs_file": round(pg_rate / kin_rate, 3)}, indent=2))  # fmt: skip
     print(json.dumps({
         "kinpath_reports": kin["reports"], "kinpath_reports_per_s": round(kin_rate, 1),
         "kinpath_peak_mb": round(kin["peak_mb"]),
