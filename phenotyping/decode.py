@@ -8,9 +8,10 @@ turns them into one, in this order:
    (``p ** (1/T)``, renormalized; the same as dividing the logits by T), with
    T fitted on validation (:func:`fit_temperature`).
 2. **Site and subsite jointly.** A subsite lies in its 3-character site
-   (C34.1 in C34): the pair is scored ``p_site(C34) · p_subsite(C34.1)`` over
-   the consistent pairs only, the best pair is emitted, and the site's
-   probability is the sum over its subsites. No contradiction can be emitted.
+   (C34.1 in C34): pairs are scored ``p_site(C34) · p_subsite(C34.1)`` over
+   the consistent pairs only (renormalized); the site emitted is the most
+   probable one summed over its subsites, the subsite the most probable within
+   it. No contradiction can be emitted.
 3. **Site × histology.** With a table of valid combinations (SEER's), the
    emitted (subsite, histology/behavior) is the most probable valid one. If
    the independent best answers were not a valid pair, the record carries the
@@ -146,15 +147,17 @@ def decode(
             p["site"], p["subsite"], names["site"], names["subsite"]
         )
         names["subsite"] = col_sub  # the joint's columns
-        u = sub_q.argmax(1)
+        # the most probable site (summed over its subsites), then its most probable subsite
+        site_mass = _group_sum(sub_q, col_site, len(names["site"]))
+        site_idx = site_mass.argmax(1)
+        u = np.where(col_site[None, :] == site_idx[:, None], sub_q, -1.0).argmax(1)
         labels["subsite"] = col_sub[u]
         conf["subsite"] = np.where(col_sub[u] != "", sub_q[np.arange(n), u], 0.0)
-        labels["site"] = names["site"][col_site[u]]
-        site_mass = _group_sum(sub_q, col_site, len(names["site"]))
-        conf["site"] = site_mass[np.arange(n), col_site[u]]
+        labels["site"] = names["site"][site_idx]
+        conf["site"] = site_mass[np.arange(n), site_idx]
         if decoder.valid is not None and "histology" in tasks:
             _site_histology(
-                decoder.valid, names, col_site, sub_q, p["histology"], labels, conf, checks
+                decoder.valid, names, col_site, sub_q, u, p["histology"], labels, conf, checks
             )
 
     oos = np.zeros(n, bool)
@@ -206,6 +209,7 @@ def _site_histology(
     names: dict[str, np.ndarray],
     col_site: np.ndarray,
     sub_q: np.ndarray,
+    chosen: np.ndarray,
     ph: np.ndarray,
     labels: dict[str, np.ndarray],
     conf: dict[str, np.ndarray],
@@ -223,7 +227,7 @@ def _site_histology(
     }  # fmt: skip
     for i in range(n):
         ok = masks[behaviors[i]]
-        u0, h0 = int(sub_q[i].argmax()), int(ph[i].argmax())
+        u0, h0 = int(chosen[i]), int(ph[i].argmax())
         if ok[u0, h0]:
             continue
         checks[i].append(SITE_HISTOLOGY)
