@@ -94,24 +94,28 @@ def test_note_nlp_exactly_once_through_kill_9(
     bad = _load_notes(full, n)
     _load_notes(killed, n)
     model = load_model(registered.champion, registered.tracking_uri)
-    summary = score_notes(model, full, chunk_size=200)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
+    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", registered.champion,
+           "--chunk-size", "200", "--input"]  # fmt: skip
+    # both runs are real processes, as a nightly job is: the uninterrupted one ...
+    r = subprocess.run([*cmd, full], env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
     assert summary["notes_scored_now"] == n + 3
     assert summary["errors_by_kind"] == {"empty_text": 2, "undecodable": 1}
     rows = _note_nlp(full)
     assert len(rows) == n * TASKS  # one row per good note and task, none for the bad ones
     per_note: dict[int, int] = {}
-    for r in rows:
-        per_note[r[0]] = per_note.get(r[0], 0) + 1
+    for r_ in rows:
+        per_note[r_[0]] = per_note.get(r_[0], 0) + 1
     assert set(per_note.values()) == {TASKS} and not set(bad) & set(per_note)
     with psycopg.connect(full) as c:
         errors = [e for (es,) in c.execute("SELECT errors FROM kinpath_nlp_progress") for e in es]
     assert sorted(int(e["note_id"]) for e in errors) == bad
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
-    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", registered.champion,
-           "--input", killed, "--chunk-size", "200"]  # fmt: skip
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)  # fmt: skip
+    # ... and one killed halfway, then run again
+    p = subprocess.Popen([*cmd, killed], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.time() + 180
     done = 0
     while time.time() < deadline and done < 3:
@@ -124,7 +128,7 @@ def test_note_nlp_exactly_once_through_kill_9(
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     assert 3 <= done < 10  # killed halfway
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    r = subprocess.run([*cmd, killed], env=env, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert _note_nlp(killed) == rows  # the same table as the uninterrupted run's
 
