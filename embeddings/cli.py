@@ -209,7 +209,7 @@ def evaluate(
     out: Path | None = None,
     k: int = 10,
 ) -> None:
-    """Score embeddings folders: held-out KG recall@k, UMNSRS, neighbours, a plot.
+    """Score embeddings folders: held-out KG recall@k, UMNSRS, neighbours, a plot; print the table.
 
     Args:
         vectors: Embeddings folders; the first is the baseline of the plot. The held-out pairs
@@ -219,6 +219,17 @@ def evaluate(
         out: Where to write evaluation.json, neighbours.md and neighbourhoods.png.
         k: Neighbours for recall@k.
     """
+    _print_table(evaluation(vectors, graph, umnsrs_dir, out, k))
+
+
+def evaluation(
+    vectors: list[Path],
+    graph: Path | None = None,
+    umnsrs_dir: Path | None = None,
+    out: Path | None = None,
+    k: int = 10,
+) -> list[dict[str, object]]:
+    """What :func:`evaluate` prints, as rows (one per method), written to ``out`` too."""
     folders = [load_embeddings(v) for v in vectors]
     heldout = folders[0].pairs(held_out=True)
     sets: dict[str, KeyedVectors] = {}
@@ -239,7 +250,6 @@ def evaluate(
                 row[f"umnsrs_{which}_spearman"] = round(s.spearman, 4)
                 row[f"umnsrs_{which}_coverage"] = f"{s.covered}/{s.total}"
         rows.append(row)
-    _print_table(rows)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "evaluation.json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -248,6 +258,7 @@ def evaluate(
             groups = _site_histology_groups(folders[0].vectors, graph)
             plot_neighbourhoods(sets, groups, out / "neighbourhoods.png")
         log.info("evaluation written to %s", out)
+    return rows
 
 
 def _site_histology_groups(kv: KeyedVectors, graph: Path) -> dict[str, list[str]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -132,6 +133,11 @@ class ReportTokenizer:
 def _pipeline(abbreviations: bool) -> Language:
     import spacy
     from scispacy.custom_tokenizer import combined_rule_tokenizer
+
+    # scispacy's abbreviation detector runs a matcher that is empty between documents by
+    # design, and spaCy warns about it (W036) once per place; importing spaCy installs that
+    # "once" filter ahead of any the user set, so it is silenced here, after the import
+    warnings.filterwarnings("ignore", message=r".*\[W036\]")
 
     nlp = spacy.blank("en")
     nlp.tokenizer = combined_rule_tokenizer(nlp)

@@ -98,7 +98,7 @@ class EpochLine(Callback):
 
 class PhenotypingCLI(LightningCLI):
     def __init__(self, *args: object, quiet: bool = False, **kwargs: object) -> None:
-        """``quiet``: no test-metrics table (kinpath run prints one table for all its fits)."""
+        """``quiet``: no test-metrics table nor run id (kinpath run prints one table for all)."""
         self.quiet = quiet
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
@@ -157,7 +157,8 @@ class PhenotypingCLI(LightningCLI):
             with tempfile.TemporaryDirectory() as tmp:
                 folder = save_bundle(Path(tmp) / "bundle", self.model, self.datamodule)
                 logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_path="bundle")
-            self._announce(logger)
+            if not self.quiet:
+                self._announce(logger)
 
     def _announce(self, logger: MLFlowLogger) -> None:
         """The run id that `kinpath registry register` needs, and where to see the run."""

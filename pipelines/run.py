@@ -235,7 +235,7 @@ def run(
     g = st.run("graph", _source_settings(graph), [], graph_stage)
 
     def embeddings_stage(folder: Path) -> dict:
-        from embeddings.cli import evaluate, train_methods
+        from embeddings.cli import evaluation, train_methods
         from embeddings.retrofit import RetrofitConfig
         from embeddings.tokenize import TokenizerConfig
 
@@ -244,7 +244,7 @@ def run(
             data.text_column, data.id_column, embeddings.word2vec, RetrofitConfig(), embeddings.joint,
             embeddings.pairs, TokenizerConfig(), False, embeddings.heldout_fraction,
         )  # fmt: skip
-        evaluate(list(written.values()), graph=Path(g["graph"]), out=folder / "evaluation")
+        evaluation(list(written.values()), graph=Path(g["graph"]), out=folder / "evaluation")
         return {m: str(p) for m, p in written.items()}
 
     # the vectors the fits need; a random initialization borrows a trained method's vocabulary
@@ -351,6 +351,7 @@ def _fit_stage(
             "--data.split_column", data.split_column, "--seed_everything", str(seed),
             "--model.init", "random" if init == "random" else "pretrained",
             "--trainer.logger.init_args.run_name", f"mtcnn-{init}", "--data.graph", graph,
+            "--trainer.enable_model_summary=false",
             *(["--data.valid_combinations", valid] if valid else []),
             f"--checkpoint.dirpath={folder / 'checkpoints'}",
             *fit.fit_args,
