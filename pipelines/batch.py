@@ -159,6 +159,12 @@ def score_records(
     pad_to: int | None = None,
 ) -> pd.DataFrame:
     """One output row per record: error rows for bad ones, the model's columns for the rest."""
+    # oneDNN caches compiled convolutions per input shape, each with its scratch
+    # memory: over 3,000 reports of varying length the cache held ~1 GB more than
+    # the job needs (2 GB more over 10,000 warehouse notes), and switching it off
+    # cost nothing measurable (bench/batch_throughput.py). Read when the first
+    # convolution runs, so here, before any, for files and warehouses alike.
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
     good = [r for r in chunk if not r.error]
     limit = model.bundle.tokenizer.config.max_chars
     if good:
@@ -222,11 +228,6 @@ def predict(
     ``pad_to`` pads every batch to a fixed width, as the published MT-CNN code
     does (3,000 tokens); only the benchmark uses it, as its baseline.
     """
-    # oneDNN caches compiled convolutions per input shape, each with its scratch
-    # memory: over 3,000 reports of varying length the cache held ~1 GB more
-    # than the job needs, and switching it off cost nothing measurable
-    # (bench/batch_throughput.py). Read when the first convolution runs.
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
     input, output = Path(input), Path(output)
     if output.suffix.lower() not in (".parquet", ".csv"):
         raise InputError("output must end in .parquet or .csv", path=output)
