@@ -236,8 +236,12 @@ def score_notes(
     tasks = model.bundle.tasks
     t0 = time.perf_counter()
     with connect(uri) as conn, connect(uri) as reader:
-        _own_tables(conn, selection.schema)
         s = _q(selection.schema)
+        for table in ("note", "note_nlp"):
+            if conn.execute("SELECT to_regclass(%s)", (f"{s}.{table}",)).fetchone() == (None,):
+                raise InputError(f"no table {selection.schema}.{table} in the warehouse: create "
+                                 "the CDM tables (kinpath omop init-schema) or name the schema")  # fmt: skip
+        _own_tables(conn, selection.schema)
         other = conn.execute(
             f"SELECT model_version FROM {s}.{PROGRESS} p WHERE selection = %s AND model_version <> %s "
             f"AND NOT EXISTS (SELECT 1 FROM {s}.{PROGRESS} q WHERE q.selection = p.selection "

@@ -177,6 +177,15 @@ def test_a_moved_alias_is_refused_for_an_unfinished_job(
         score_notes(model, uri)
 
 
+def test_a_warehouse_without_the_cdm_tables_is_a_clear_error(
+    registered: Registered, postgres: str
+) -> None:
+    uri = _database(postgres, "empty")
+    model = load_model(registered.champion, registered.tracking_uri)
+    with pytest.raises(InputError, match=r"no table public\.note .*init-schema"):
+        score_notes(model, uri)
+
+
 def test_only_unscored_notes_of_the_selection(registered: Registered, postgres: str) -> None:
     uri = _database(postgres, "selection")
     _load_notes(uri, 30)
