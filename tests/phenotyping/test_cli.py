@@ -75,6 +75,10 @@ def test_fit_tracks_in_mlflow_without_report_text(
     assert "val/site/macro_f1" in run.data.metrics and "test/site/coverage" in run.data.metrics
     assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 2  # one per epoch
     assert run.info.run_name == "mtcnn"  # named after its config file
+    # off a terminal, one line per epoch with its own validation figures
+    assert "epoch 1/2: val loss" in caplog.text and "epoch 2/2: val loss" in caplog.text
+    first = client.get_metric_history(run.info.run_id, "val/site/macro_f1")[0].value
+    assert f"macro-F1 site {first:.3f}" in caplog.text.split("epoch 2/2")[0]
     assert f"MLflow run {run.info.run_id}" in out  # the id `kinpath registry register` needs
     assert (
         "test/before/site/coverage" in run.data.metrics
