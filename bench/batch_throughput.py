@@ -18,6 +18,7 @@ scores a tenth as many reports; rates compare per report.
 
     python bench/batch_throughput.py --reports 10000
     python bench/batch_throughput.py --reports 2000 --postgres
+    python bench/batch_throughput.py --reports 2000 --profile   # where a report's time goes
 """
 
 from __future__ import annotations
@@ -142,6 +143,47 @@ def load_notes(uri: str, reports: Path) -> None:
             copy.write_row((i, i, "2026-11-29", 44814645, 44814639, text, 32678, 4180186))
 
 
+def profile(bundle: str, reports: str) -> None:
+    """Seconds per stage of the batch path over the reports, one stage after another."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from phenotyping.bundle import load_bundle, score_ids
+    from phenotyping.decode import decode
+    from pipelines.records import read_records
+
+    b = load_bundle(Path(bundle))
+    t: dict[str, float] = {}
+
+    def clock(name: str, t0: float) -> float:
+        now = time.perf_counter()
+        t[name] = t.get(name, 0.0) + now - t0
+        return now
+
+    t0 = time.perf_counter()
+    records = list(read_records(Path(reports)))
+    t0 = clock("read", t0)
+    texts = [r.text for r in records]
+    tokens = [[w for s in sents for w in s] for sents in b.tokenizer.pipe(texts)]
+    t0 = clock("tokenize (scispacy + abbreviations)", t0)
+    ids = [b.vocab.encode(x)[: b.max_length] or [1] for x in tokens]
+    t0 = clock("vocabulary lookup", t0)
+    probs, sim = score_ids(b, ids)
+    t0 = clock("CNN", t0)
+    d = decode(probs, b.decoder, sim)
+    t0 = clock("decode", t0)
+    table = pa.table({"report_id": [r.report_id for r in records],
+                      **{f"{k}_label": list(v) for k, v in d.labels.items()}})  # fmt: skip
+    pq.write_table(table, Path(reports).with_suffix(".profile.parquet"))
+    clock("write", t0)
+    total = sum(t.values())
+    n = len(records)
+    rows = {k: {"seconds": round(v, 2), "share": round(v / total, 3)} for k, v in t.items()}
+    print(json.dumps({"reports": n, "reports_per_s": round(n / total, 1), "stages": rows,
+                      "mean_tokens": round(float(np.mean([len(x) for x in ids])), 1)}, indent=2))  # fmt: skip
+
+
 def run(bundle: Path, reports: Path, out: Path, pad_to: int | None, n: int | None) -> dict:
     args = [sys.executable, __file__, "--child", str(bundle), str(reports), str(out)]
     args += ["--pad-to", str(pad_to or 0), "--n", str(n or 0)]
@@ -160,6 +202,7 @@ def main() -> None:
         "--postgres", action="store_true", help="also score from a PostgreSQL NOTE table"
     )
     ap.add_argument("--child-pg", nargs=2)
+    ap.add_argument("--profile", action="store_true", help="time each stage instead")
     a = ap.parse_args()
     if a.child:
         child(*a.child, pad_to=a.pad_to or None, n=a.n or None)
@@ -169,6 +212,13 @@ def main() -> None:
         return
     import torch
 
+    if a.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            print(f"{a.reports:,} reports ({make_reports(a.reports, d / 'reports.csv')})")
+            make_bundle(d / "reports.csv", d / "bundle")
+            profile(str(d / "bundle"), str(d / "reports.csv"))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         source = make_reports(a.reports, d / "reports.csv")
