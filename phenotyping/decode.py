@@ -44,7 +44,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from phenotyping.abstain import NEVER, choose_threshold
-from phenotyping.hierarchy import Hierarchy
+from phenotyping.hierarchy import BACKOFF_TASKS, Hierarchy
 from phenotyping.rules import NOT_APPLICABLE, laterality_applies
 
 SITE_HISTOLOGY = "site_histology"  # the edit check's name in ``edit_checks``
@@ -168,7 +168,7 @@ def decode(
     backoff = {t: np.zeros(n, bool) for t in tasks}
     if "laterality" in tasks:
         _laterality(names["laterality"], p["laterality"], labels, conf, abstain, decoder)
-    for t in ("subsite", "histology"):
+    for t in BACKOFF_TASKS:
         if t in tasks:
             q = sub_q if t == "subsite" and sub_q is not None else p[t]
             _backoff(t, q, names[t], decoder, labels, conf, abstain, backoff, held)
@@ -372,7 +372,7 @@ def fit_decoder(
     fine = decode(probs, dec)
     backoff_thr: dict[str, float] = {}
     up_all = dec.hierarchy.backoff
-    for t in ("subsite", "histology"):
+    for t in BACKOFF_TASKS:
         up = up_all.get(t)
         if t not in temps or not up:
             continue

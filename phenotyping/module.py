@@ -251,12 +251,7 @@ class MTCNNModule(pl.LightningModule):
         if not len(labels):
             return
         self.log_dict(self._metrics("val", probs, labels))
-        targets = self.hparams.get("task_targets") or {}
-        maps = self.hparams.get("label_maps") or {t: [] for t in self.tasks}
-        self.decoder = fit_decoder(
-            probs, self._truth(labels), maps, self.hierarchy, self.valid,
-            targets=targets, target=self.hparams["target_accuracy"],
-        )  # fmt: skip
+        self.decoder = self._fit_decoder(probs, labels)
         d = decode(probs, self.decoder)
         for t in self.tasks:
             self.log(f"val/{t}/coverage", float((~d.abstain[t]).mean()))
@@ -282,18 +277,23 @@ class MTCNNModule(pl.LightningModule):
             self._before[t] = choose_threshold(
                 probs[t][has].max(1), ok, self._target(t), None
             ).threshold
-        self.decoder = fit_decoder(
-            probs, self._truth(val_y), self.hparams.get("label_maps") or {},
-            self.hierarchy, self.valid, targets=self.hparams.get("task_targets") or {},
-            target=self.hparams["target_accuracy"],
+        sim = None
+        if "site" in self.tasks:
+            train_z, train_y = self._features(dm.eval_loader("train"))
+            self.centroids = site_centroids(train_z, train_y[:, self.tasks.index("site")])
+            sim = similarity(val_z, self.centroids)
+        self.decoder = self._fit_decoder(probs, val_y, sim)
+
+    def _fit_decoder(
+        self, probs: dict[str, np.ndarray], labels: np.ndarray, sim: np.ndarray | None = None
+    ) -> Decoder:
+        """The decoder for validation predictions (and their similarity to training)."""
+        maps = self.hparams.get("label_maps") or {t: [] for t in self.tasks}
+        return fit_decoder(
+            probs, self._truth(labels), maps, self.hierarchy, self.valid,
+            targets=self.hparams.get("task_targets") or {},
+            target=self.hparams["target_accuracy"], similarity=sim,
         )  # fmt: skip
-        if "site" not in self.tasks:
-            return
-        site = self.tasks.index("site")
-        train_z, train_y = self._features(dm.eval_loader("train"))
-        self.centroids = site_centroids(train_z, train_y[:, site])
-        sim = similarity(val_z, self.centroids)
-        self.decoder = self.decoder.replace(scope_threshold=float(np.quantile(sim, 0.01)))
 
     @torch.inference_mode()
     def _features(self, batches: object) -> tuple[np.ndarray, np.ndarray]:
