@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 
 from phenotyping.abstain import choose_threshold, evaluate_threshold
 from phenotyping.data import ReportDataModule
-from phenotyping.metrics import classification_metrics
+from phenotyping.metrics import classification_metrics, rare_macro_f1
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,20 @@ def tfidf_baseline(dm: ReportDataModule, config: TfidfConfig | None = None) -> d
             continue
         for k, v in classification_metrics(y_te[lab_te], pred_te[lab_te]).items():
             out[f"test/{task}/{k}"] = v
+        classes = np.array(dm.label_maps[task], dtype=object)
+        truth = dm.codes(task, te)
+        counts = dm.train_code_counts[task]
+        if (rare := rare_macro_f1(truth, classes[pred_te], counts)) is not None:
+            out[f"test/{task}/rare_macro_f1"] = rare
         if dm.source_of is not None:  # each table's test split on its own too
             for name in sorted(set(dm.source_of[te])):
                 rows = lab_te & (dm.source_of[te] == name)
                 for k, v in classification_metrics(y_te[rows], pred_te[rows]).items():
                     out[f"test/{name}/{task}/{k}"] = v
+                part = dm.source_of[te] == name
+                rare = rare_macro_f1(truth[part], classes[pred_te[part]], counts)
+                if rare is not None:
+                    out[f"test/{name}/{task}/rare_macro_f1"] = rare
         lab_va = y_va != -100
         th = choose_threshold(conf_va[lab_va], pred_va[lab_va] == y_va[lab_va], 0.97)
         acc, cov = evaluate_threshold(

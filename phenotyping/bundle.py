@@ -12,7 +12,10 @@
                       site × histology pairs, out-of-scope threshold (phenotyping.decode)
     centroids.npy     the training sites' document-vector centroids (phenotyping.scope)
     manifests.json    provenance: the embeddings' manifest (method, corpus checksum,
-                      graph checksum) and the training data's counts
+                      graph checksum), the training data's counts and, for label-knowledge
+                      heads, the checksum of the graph the label vectors came from
+    label_vectors.npz label-knowledge heads only: per task, its classes' graph term vectors
+                      (also in weights.pt, as the heads' buffers)
 
 No report text is in it. :func:`encode` and :func:`score_ids` are the whole
 inference path: tokenize, look up ids, cut to the longest length, sort by
@@ -56,6 +59,8 @@ def save_bundle(folder: Path, module: MTCNNModule, dm: ReportDataModule) -> Path
         "dropout": hp["dropout"],
         "tasks": list(module.tasks),
         "max_length": dm.hparams["max_length"],
+        "heads": hp.get("heads", "plain"),
+        "knowledge_tasks": list(module.net.knowledge_tasks),
     }
     (folder / "network.json").write_text(json.dumps(network, indent=2) + "\n")
     torch.save({k: v.cpu() for k, v in module.net.state_dict().items()}, folder / "weights.pt")
@@ -67,6 +72,17 @@ def save_bundle(folder: Path, module: MTCNNModule, dm: ReportDataModule) -> Path
     if module.centroids is not None:
         np.save(folder / "centroids.npy", module.centroids.astype(np.float32))
     manifests = {"embeddings": dm.embedding_manifest, "data": dm.summary()}
+    if module.net.knowledge_tasks:
+        vectors = {t: module.net.heads[t].label_vectors.cpu().numpy()
+                   for t in module.net.knowledge_tasks}  # fmt: skip
+        np.savez(folder / "label_vectors.npz", **vectors)
+        manifests["label_vectors"] = {
+            "graph_checksum": module.hierarchy.graph_checksum,
+            "tasks": {t: list(v.shape) for t, v in vectors.items()},
+            "classes_from_graph_alone": {
+                t: int((module.net.heads[t].trained == 0).sum()) for t in vectors
+            },
+        }
     (folder / "manifests.json").write_text(json.dumps(manifests, indent=2, default=str) + "\n")
     return folder
 
@@ -88,9 +104,13 @@ class Bundle:
 def load_bundle(folder: Path, device: str = "cpu") -> Bundle:
     folder = Path(folder)
     cfg = json.loads((folder / "network.json").read_text())
+    knowledge = {  # shapes only: the values are in weights.pt
+        t: torch.zeros(cfg["num_classes"][t], cfg["embedding_dim"])
+        for t in cfg.get("knowledge_tasks", [])
+    }
     net = MTCNN(
         cfg["vocab_size"], cfg["num_classes"], cfg["embedding_dim"], cfg["filters"],
-        cfg["kernel_sizes"], cfg["dropout"],
+        cfg["kernel_sizes"], cfg["dropout"], label_vectors=knowledge,
     )  # fmt: skip
     net.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
     dev = torch.device(device)
@@ -137,8 +157,9 @@ def score_ids(
         for r, i in enumerate(idx):
             tokens[r, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
         lengths = torch.tensor([len(ids[i]) for i in idx])
-        z = bundle.net.features(tokens.to(bundle.device), lengths.to(bundle.device))
-        logits = bundle.net.classify(z)
+        enc = bundle.net.encode(tokens.to(bundle.device), lengths.to(bundle.device))
+        logits = bundle.net.classify(enc)
+        z = enc.z
         for t in bundle.tasks:
             out[t][idx] = torch.softmax(logits[t].float(), -1).cpu().numpy()
         if sim is not None and bundle.centroids is not None:

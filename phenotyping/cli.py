@@ -96,6 +96,10 @@ class EpochLine(Callback):
                  trainer.max_epochs or 0, loss, f1, time.perf_counter() - getattr(self, "_t0", 0.0))  # fmt: skip
 
 
+def _graph_codes(heads: str) -> bool:
+    return heads == "label-knowledge"
+
+
 class PhenotypingCLI(LightningCLI):
     def __init__(self, *args: object, quiet: bool = False, **kwargs: object) -> None:
         """``quiet``: no test-metrics table nor run id (kinpath run prints one table for all)."""
@@ -120,8 +124,12 @@ class PhenotypingCLI(LightningCLI):
             ("data.class_weights", "model.class_weights"),
             ("data.label_maps", "model.label_maps"),
             ("data.coding_rules", "model.coding_rules"),
+            ("data.label_terms", "model.label_terms"),
+            ("data.train_counts", "model.train_counts"),
         ):
             parser.link_arguments(src, dst, apply_on="instantiate")
+        # a label-knowledge head can code what training never showed: the graph's codes are classes
+        parser.link_arguments("model.heads", "data.graph_codes", compute_fn=_graph_codes)
         parser.link_arguments("seed_everything", "data.seed")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": "val/loss", "early_stopping.patience": 5})

@@ -37,10 +37,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from embeddings.store import load_embeddings
 from embeddings.tokenize import ReportTokenizer
 from kg.errors import InputError
-from kg.graph import file_sha256, load_graph
+from kg.graph import KnowledgeGraph, file_sha256, load_graph
 from kg.normalize import PHRASE_JOINER
 from kg.reports import SOURCE, read_reports, table_paths
 from phenotyping.hierarchy import Hierarchy, hierarchy_from_graph
+from phenotyping.labels import KNOWLEDGE_TASKS, code_terms, nearby_codes
 from phenotyping.rules import NOT_APPLICABLE, laterality_applies, read_valid_combinations
 from phenotyping.tasks import DEFAULT_TASKS, MISSING, LabelEncoder, fit_encoders
 from phenotyping.vocab import PAD, UNK, Vocabulary, collate
@@ -115,6 +116,7 @@ class ReportDataModule(pl.LightningDataModule):
         balance_classes: bool = False,
         laterality_not_applicable: bool = True,
         graph: str | None = None,
+        graph_codes: bool = False,
         valid_combinations: str | None = None,
         center_vectors: bool = True,
         predict_split: str = "test",
@@ -150,7 +152,13 @@ class ReportDataModule(pl.LightningDataModule):
                 leaving it empty or keeping a side the clinical data gives for an unpaired
                 organ; the head then learns where laterality does not apply.
             graph: Graph folder (`kinpath kg build`) whose ICD-O-3 hierarchy gives the back-off
-                codes (C34.1 → C34.9, 8255 → 8140); None: no back-off.
+                codes (C34.1 → C34.9, 8255 → 8140) and whose terms for each code give the
+                label-knowledge heads their class vectors (phenotyping.labels); None: no
+                back-off, plain heads only.
+            graph_codes: Make the site, subsite and histology codes the graph places within
+                two parent/child steps of a training code classes too, so that a
+                label-knowledge head can code what training never showed. Follows `model.heads` (on for
+                label-knowledge) in LightningCLI.
             valid_combinations: CSV of valid site × histology/behavior pairs, header
                 `site,histology` (SEER's list, e.g.
                 ../shared/data/registry/seer-site-histology-valid.csv); None: no edit check.
@@ -207,13 +215,23 @@ class ReportDataModule(pl.LightningDataModule):
         patient = table[patient_column] if patient_column in table.columns else table[id_column]
         spread = _patients_per_word(tokens, train, patient.to_numpy())
         graph_words = {w for p in self.tokenizer.phrases for w in (*p, PHRASE_JOINER.join(p))}
+        kg = load_graph(Path(graph)) if graph else None
+        # the graph's names of each code, tokenized as reports are: the label-knowledge heads'
+        # terms, whose words join the vocabulary even when no training report uses them
+        self._term_tokens = self._tokenize_terms(kg) if kg is not None else {}
+        term_words = {
+            w for m in self._term_tokens.values() for ts in m.values() for x in ts for w in x
+        }
+        graph_words |= term_words
 
         def shareable(w: str) -> bool:
             return spread.get(w, 0) >= min_patients or w in graph_words
 
         if kv is not None:
             words = [w for w in kv.index_to_key if shareable(w)]
-            self.vocab = Vocabulary(words)
+            known = set(words)
+            # graph term words the vectors lack start random, like the special tokens
+            self.vocab = Vocabulary(words + sorted(w for w in term_words if w not in known))
             vectors = kv[words].astype(np.float64) if words else np.zeros((0, kv.vector_size))
             if center_vectors and len(vectors):
                 vectors = vectors - vectors.mean(axis=0)
@@ -221,14 +239,16 @@ class ReportDataModule(pl.LightningDataModule):
             scale = float(vectors.std()) if len(vectors) else 0.1
             init = rng.normal(0.0, scale, (len(self.vocab), kv.vector_size))
             init[PAD] = 0.0
-            init[2:] = vectors
+            init[2 : 2 + len(words)] = vectors
             self.init_vectors: torch.Tensor | None = torch.tensor(init, dtype=torch.float32)
             self.embedding_dim = int(kv.vector_size)
             self.held_back_words = len(kv.index_to_key) - len(words)
         else:
             counts = Counter(t for i in train for t in tokens[i])
             frequent = [w for w, n in counts.most_common() if n >= min_count]
-            self.vocab = Vocabulary([w for w in frequent if shareable(w)])
+            kept = [w for w in frequent if shareable(w)]
+            known = set(kept)
+            self.vocab = Vocabulary(kept + sorted(w for w in term_words if w not in known))
             self.init_vectors = None
             self.embedding_dim = 300
             self.held_back_words = len(frequent) - (len(self.vocab) - 2)
@@ -244,20 +264,76 @@ class ReportDataModule(pl.LightningDataModule):
         self.encoders: dict[str, LabelEncoder] = fit_encoders(
             {t: table[t].iloc[train_rows].tolist() for t in self.tasks}, self.tasks
         )
-        labels = []
-        self.unseen: dict[str, dict[str, int]] = {}
+        self.vocab_size = len(self.vocab)
+        labels, self.unseen = self._encode_labels(warn=not (graph and graph_codes))
+        self.labels = np.array(labels, dtype=np.int64).T  # [reports, tasks]
+        if kg is not None and graph_codes:
+            self._add_graph_codes(kg)
+        self.num_classes = {t: len(e) for t, e in self.encoders.items()}
+        self.class_weights = self._class_weights() if balance_classes else None
+        self.train_counts = {
+            t: np.bincount(
+                (y := self.labels[self.splits["train"], j])[y >= 0], minlength=self.num_classes[t]
+            ).tolist()
+            for j, t in enumerate(self.tasks)
+        }
+        self.label_terms = (
+            {
+                t: [[self.vocab.encode(x) for x in self._term_tokens[t].get(c, [])]
+                    for c in self.encoders[t].classes]
+                for t in KNOWLEDGE_TASKS if t in self.encoders
+            }
+            if kg is not None
+            else None
+        )  # fmt: skip
+        self.coding_rules = coding_rules(self.label_maps, kg, valid_combinations)
+
+    def _tokenize_terms(self, kg: KnowledgeGraph) -> dict[str, dict[str, list[list[str]]]]:
+        """Per knowledge task, per code, each of the graph's terms for it as report tokens."""
+        terms = code_terms(kg)
+        flat = [x for t in KNOWLEDGE_TASKS for ts in terms[t].values() for x in ts]
+        tokens = iter([[w for s in sents for w in s] for sents in self.tokenizer.pipe(flat)])
+        return {t: {c: [next(tokens) for _ in ts] for c, ts in terms[t].items()}
+                for t in KNOWLEDGE_TASKS}  # fmt: skip
+
+    def _add_graph_codes(self, kg: KnowledgeGraph) -> None:
+        """The graph's codes near the training codes as classes of the knowledge tasks
+        (phenotyping.labels.nearby_codes); labels re-encoded."""
+        for t in KNOWLEDGE_TASKS:
+            if t not in self.encoders:
+                continue
+            old = self.encoders[t]
+            near = nearby_codes(kg, t, set(old.classes))
+            self.encoders[t] = LabelEncoder(t, tuple(sorted(near)))
+            log.info("task %s: %d classes, %d of them from the graph alone",
+                     t, len(self.encoders[t]), len(self.encoders[t]) - len(old))  # fmt: skip
+        labels, self.unseen = self._encode_labels()
+        self.labels = np.array(labels, dtype=np.int64).T
+
+    def _encode_labels(
+        self, warn: bool = True
+    ) -> tuple[list[list[int]], dict[str, dict[str, int]]]:
+        """Class ids per task (a row per task) and the labels no class covers, counted."""
+        labels, unseen_by_task = [], {}
         for t in self.tasks:
-            enc, unseen = self.encoders[t].encode(table[t].tolist())
+            enc, unseen = self.encoders[t].encode(self.table[t].tolist())
             labels.append(enc)
             if unseen:
-                self.unseen[t] = dict(unseen)
-                log.warning("task %s: %d report(s) carry labels unseen in training (%d distinct)",
-                            t, sum(unseen.values()), len(unseen))  # fmt: skip
-        self.labels = np.array(labels, dtype=np.int64).T  # [reports, tasks]
-        self.num_classes = {t: len(e) for t, e in self.encoders.items()}
-        self.vocab_size = len(self.vocab)
-        self.class_weights = self._class_weights() if balance_classes else None
-        self.coding_rules = coding_rules(self.label_maps, graph, valid_combinations)
+                unseen_by_task[t] = dict(unseen)
+                if warn:
+                    log.warning("task %s: %d report(s) carry labels unseen in training (%d distinct)",
+                                t, sum(unseen.values()), len(unseen))  # fmt: skip
+        return labels, unseen_by_task
+
+    def codes(self, task: str, rows: np.ndarray) -> np.ndarray:
+        """The label strings of ``rows`` for a task ("" = missing), unseen codes included."""
+        return self.table[task].fillna("").astype(str).to_numpy()[rows]
+
+    @property
+    def train_code_counts(self) -> dict[str, dict[str, int]]:
+        """Per task, training reports per code (what makes a code rare)."""
+        tr = self.splits["train"]
+        return {t: pd.Series(self.codes(t, tr)).value_counts().to_dict() for t in self.tasks}
 
     def _class_weights(self) -> dict[str, list[float]]:
         out = {}
@@ -351,7 +427,9 @@ def _patients_per_word(
 
 
 def coding_rules(
-    label_maps: dict[str, list[str]], graph: str | None, valid_combinations: str | None
+    label_maps: dict[str, list[str]],
+    graph: KnowledgeGraph | None,
+    valid_combinations: str | None,
 ) -> dict:
     """What decoding needs from the graph and the registry's tables, as JSON-able data.
 
@@ -359,9 +437,8 @@ def coding_rules(
     back-off codes, a few thousand of SEER's 49,831.
     """
     hierarchy = Hierarchy()
-    if graph:
-        g = load_graph(Path(graph))
-        hierarchy = hierarchy_from_graph(g, label_maps, g.checksum)
+    if graph is not None:
+        hierarchy = hierarchy_from_graph(graph, label_maps, graph.checksum)
     valid = None
     if valid_combinations:
         sites = set(label_maps.get("site", [])) | {u[:3] for u in label_maps.get("subsite", [])}

@@ -38,8 +38,8 @@ from pytorch_lightning.loggers import MLFlowLogger
 from phenotyping.abstain import choose_threshold
 from phenotyping.decode import Decoder, decode, decoded_metrics, fit_decoder, independent
 from phenotyping.hierarchy import Hierarchy
-from phenotyping.metrics import classification_metrics
-from phenotyping.network import MTCNN
+from phenotyping.metrics import classification_metrics, rare_macro_f1
+from phenotyping.network import HEADS, MTCNN
 from phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
 from phenotyping.scope import similarity, site_centroids
 
@@ -71,6 +71,18 @@ def masked_multitask_loss(
     return sum((x.sum() * 0.0 for x in logits.values()), torch.zeros(())), per_task
 
 
+def label_vectors(embedding: torch.Tensor, terms: list[list[list[int]]]) -> torch.Tensor:
+    """``[C, D]``: per class, the mean over its terms of each term's mean word vector (token
+    ids above the unknown one only); zeros for a class without a known term word."""
+    out = torch.zeros(len(terms), embedding.shape[1])
+    for c, class_terms in enumerate(terms):
+        means = [embedding[[i for i in ids if i > 1]].mean(0) for ids in class_terms
+                 if any(i > 1 for i in ids)]  # fmt: skip
+        if means:
+            out[c] = torch.stack(means).mean(0)
+    return out
+
+
 class MTCNNModule(pl.LightningModule):
     def __init__(
         self,
@@ -91,6 +103,9 @@ class MTCNNModule(pl.LightningModule):
         label_maps: dict[str, list[str]] | None = None,
         init_vectors: torch.Tensor | None = None,
         coding_rules: dict | None = None,
+        heads: str = "plain",
+        label_terms: dict[str, list[list[list[int]]]] | None = None,
+        train_counts: dict[str, list[int]] | None = None,
     ):
         """The multitask CNN and how it is trained.
 
@@ -113,13 +128,24 @@ class MTCNNModule(pl.LightningModule):
             init_vectors: Initial word vectors (linked from the data).
             coding_rules: The graph's back-off hierarchy and the valid site × histology
                 pairs (linked from the data).
+            heads: "plain" (a linear layer per task) or "label-knowledge": the site, subsite
+                and histology heads attend over the report with their codes' graph term
+                vectors as queries (phenotyping.network.LabelKnowledgeHead); needs the
+                data's graph, whose codes that training lacks then become classes too.
+            label_terms: Per task, per class, its graph terms as token ids (linked from
+                the data); the label vectors are their mean initial word vectors.
+            train_counts: Training reports per class of each task (linked from the data).
         """
         super().__init__()
         if init not in ("pretrained", "random"):
             raise ValueError(f"init must be 'pretrained' or 'random', not {init!r}")
-        self.save_hyperparameters(ignore=["init_vectors", "coding_rules"])
+        if heads not in HEADS:
+            raise ValueError(f"heads must be one of {HEADS}, not {heads!r}")
+        self.save_hyperparameters(ignore=["init_vectors", "coding_rules", "label_terms"])
         num_classes = num_classes or {}
         self.tasks = list(num_classes)
+        if heads == "label-knowledge" and not label_terms:
+            raise ValueError("heads 'label-knowledge' needs the data's graph (data.graph)")
         self.net = MTCNN(
             vocab_size,
             num_classes,
@@ -135,6 +161,15 @@ class MTCNNModule(pl.LightningModule):
             with torch.no_grad():
                 self.net.embedding.weight.normal_(0.0, float(init_vectors[2:].std()))
                 self.net.embedding.weight[0].zero_()
+        if heads == "label-knowledge" and label_terms:
+            # the label vectors come from the network's own initial word vectors (random
+            # ones for init=random: a term then still matches the same word in a report)
+            table = self.net.embedding.weight.detach()
+            self.net.use_label_knowledge(
+                {t: label_vectors(table, x) for t, x in label_terms.items() if t in num_classes},
+                {t: torch.tensor(c) > 0 for t, c in (train_counts or {}).items()
+                 if t in label_terms},
+            )  # fmt: skip
         self._weights = (
             {t: torch.tensor(w, dtype=torch.float32) for t, w in class_weights.items()}
             if class_weights
@@ -175,8 +210,9 @@ class MTCNNModule(pl.LightningModule):
         return loss
 
     def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
-        z = self.net.features(batch["tokens"], batch["lengths"])
-        logits = self.net.classify(z)
+        enc = self.net.encode(batch["tokens"], batch["lengths"])
+        logits = self.net.classify(enc)
+        z = enc.z
         loss, _ = masked_multitask_loss(
             logits, batch["labels"], self.tasks, self._weights_on(self.device)
         )
@@ -242,6 +278,27 @@ class MTCNNModule(pl.LightningModule):
                 out[f"{split}/{t}/{k}"] = v
         return out
 
+    def _rare_metrics(
+        self, dm: object, prefix: str, probs: dict[str, np.ndarray], index: np.ndarray
+    ) -> dict[str, float]:
+        """``<prefix>/<task>/rare_macro_f1``: macro-F1 over the codes with fewer than ten
+        training reports, codes no training report carries included."""
+        maps = self.hparams.get("label_maps") or {}
+        counts = dm.train_code_counts  # type: ignore[attr-defined]
+        out = {}
+        for t in self.tasks:
+            names = np.array(maps.get(t, []), dtype=object)
+            if not len(names):
+                continue
+            f1 = rare_macro_f1(
+                dm.codes(t, index),
+                names[probs[t].argmax(1)],
+                counts[t],  # type: ignore[attr-defined]
+            )
+            if f1 is not None:
+                out[f"{prefix}/{t}/rare_macro_f1"] = f1
+        return out
+
     def _target(self, task: str) -> float:
         targets = self.hparams.get("task_targets") or {}
         return float(targets.get(task, self.hparams["target_accuracy"]))
@@ -263,12 +320,9 @@ class MTCNNModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None:
             return
-        val_z, val_y = self._features(dm.eval_loader("val"))
+        val_z, val_y, probs = self._features(dm.eval_loader("val"))
         if not len(val_y):
             return
-        with torch.inference_mode():
-            logits = self.net.classify(torch.from_numpy(val_z).to(self.device))
-        probs = {t: torch.softmax(v.float(), -1).cpu().numpy() for t, v in logits.items()}
         # the baseline: each task alone, the lowest confidence that reached the target on validation
         self._before = {}
         for j, t in enumerate(self.tasks):
@@ -279,7 +333,7 @@ class MTCNNModule(pl.LightningModule):
             ).threshold
         sim = None
         if "site" in self.tasks:
-            train_z, train_y = self._features(dm.eval_loader("train"))
+            train_z, train_y, _ = self._features(dm.eval_loader("train"))
             self.centroids = site_centroids(train_z, train_y[:, self.tasks.index("site")])
             sim = similarity(val_z, self.centroids)
         self.decoder = self._fit_decoder(probs, val_y, sim)
@@ -296,19 +350,23 @@ class MTCNNModule(pl.LightningModule):
         )  # fmt: skip
 
     @torch.inference_mode()
-    def _features(self, batches: object) -> tuple[np.ndarray, np.ndarray]:
-        """Document vectors and labels of a loader's reports, in eval mode."""
+    def _features(self, batches: object) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Document vectors, labels and class probabilities of a loader's reports, in eval mode."""
         was = self.training
         self.eval()
-        zs, ys = [], []
+        zs, ys, ps = [], [], []
         for b in batches:  # type: ignore[attr-defined]
-            z = self.net.features(b["tokens"].to(self.device), b["lengths"].to(self.device))
-            zs.append(z.float().cpu().numpy())
+            enc = self.net.encode(b["tokens"].to(self.device), b["lengths"].to(self.device))
+            logits = self.net.classify(enc)
+            zs.append(enc.z.float().cpu().numpy())
             ys.append(b["labels"].numpy())
+            ps.append({t: torch.softmax(v.float(), -1).cpu().numpy() for t, v in logits.items()})
         self.train(was)
         if not zs:
-            return np.zeros((0, 0)), np.zeros((0, len(self.tasks)), int)
-        return np.concatenate(zs), np.concatenate(ys)
+            empty = {t: np.zeros((0, 0)) for t in self.tasks}
+            return np.zeros((0, 0)), np.zeros((0, len(self.tasks)), int), empty
+        probs = {t: np.concatenate([p[t] for p in ps]) for t in self.tasks}
+        return np.concatenate(zs), np.concatenate(ys), probs
 
     def on_test_epoch_end(self) -> None:
         probs, labels, index, sim = self._gather("test")
@@ -324,12 +382,15 @@ class MTCNNModule(pl.LightningModule):
             before = independent(probs, maps, self._before)
             metrics |= decoded_metrics(before, truth, self.decoder, "test/before")
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if hasattr(dm, "codes"):
+            metrics |= self._rare_metrics(dm, "test", probs, index)
         source_of = getattr(dm, "source_of", None)
         if source_of is not None:
             for name in sorted(set(source_of[index])):
                 rows = source_of[index] == name
                 part = {t: p[rows] for t, p in probs.items()}
                 metrics |= self._metrics(f"test/{name}", part, labels[rows])
+                metrics |= self._rare_metrics(dm, f"test/{name}", part, index[rows])
                 if self.decoder is not None:
                     d = decode(part, self.decoder, None if sim_or_none is None else sim[rows])
                     sub = {t: v[rows] for t, v in truth.items()}

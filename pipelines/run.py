@@ -6,16 +6,20 @@ Stages, each writing a folder under ``work/`` with a ``stage.json``::
                   embedded default writes synthetic reports here)
     graph/        kinpath kg build (sources, or the synthetic mini graph)
     embeddings/   word2vec and kg-joint vectors, and their evaluation
-    fit-<init>/   one MT-CNN fit (LightningCLI, one MLflow run) per initialization
+    fit-<init>-<heads>-<seed>/   one MT-CNN fit (LightningCLI, one MLflow run) per
+                  initialization × heads × seed
     baseline/     TF-IDF + logistic regression
-    registry/     the champion initialization's run registered, alias set
+    registry/     the champion's run registered, alias set (``champion: best``: the
+                  config with the lowest mean validation loss, its best seed)
     predict/      kinpath predict over the test split with models:/NAME@ALIAS (the
                   split's texts pass through a transient file, removed once scored)
     report/       results.md and results.html with the plots, also logged to MLflow
 
 A stage's ``stage.json`` holds a key: the checksum of its settings, of the
-keys of the stages it reads, of kinpath's own source code and, for the stages
-that write to MLflow, of the tracking URI. A rerun skips every stage whose key
+keys of the stages it reads, of the source code of the packages it runs (the
+graph: kg/; the embeddings: kg/ and embeddings/; the fits and the baseline:
+those and phenotyping/; the rest: all four) and, for the stages that write to
+MLflow, of the tracking URI. A rerun skips every stage whose key
 is unchanged and whose outputs still exist (the MLflow run, the model
 version), so changing, say, the kg-joint λ redoes the embeddings and what
 depends on them, and nothing else; pointing at another tracking store redoes
@@ -48,10 +52,13 @@ from kg.errors import InputError
 from kg.graph import build_graph, file_sha256
 from kg.pairs import PairConfig
 from kg.reports import read_reports, table_paths, table_sha256
-from phenotyping.compare import results_table
+from phenotyping.compare import aggregate_seeds, method_table
 from pipelines.report import task_names
 
 log = logging.getLogger(__name__)
+
+PACKAGES = ("kg", "embeddings", "phenotyping", "pipelines")
+FIT_PACKAGES = ("kg", "embeddings", "phenotyping")
 
 
 @dataclass(frozen=True)
@@ -90,13 +97,18 @@ class FitConfig:
         "--trainer.max_epochs=8", "--trainer.enable_progress_bar=false",
     ])  # fmt: skip
     inits: list[str] = field(default_factory=lambda: ["random", "word2vec", "kg-joint"])
+    heads: list[str] = field(default_factory=lambda: ["plain"])  # and/or label-knowledge
+    seeds: list[int] = field(default_factory=list)  # empty: the run's one seed
 
 
 @dataclass(frozen=True)
 class RegistryConfig:
     model_name: str = "kinpath-demo"
     alias: str = "champion"
-    champion: str = "kg-joint"  # which initialization's model is registered and promoted
+    # which fit is registered and promoted: "best" (lowest mean validation loss over seeds,
+    # then that config's best seed), an initialization ("kg-joint": its first heads), or
+    # "<init> / <heads>"
+    champion: str = "kg-joint"
 
 
 class Stages:
@@ -107,7 +119,6 @@ class Stages:
         self.keys: dict[str, str] = {}
         self.outputs: dict[str, dict] = {}
         self.timings: dict[str, str] = {}
-        self.code = source_checksum()
 
     def run(
         self,
@@ -116,12 +127,15 @@ class Stages:
         needs: list[str],
         fn: Callable[[Path], dict],
         exists: Callable[[dict], bool] | None = None,
+        packages: tuple[str, ...] = PACKAGES,
     ) -> dict:
         """Run ``fn`` into the stage's folder, or reuse its output if its key is unchanged
-        and ``exists(output)`` (when given) confirms that what it made is still there."""
+        and ``exists(output)`` (when given) confirms that what it made is still there;
+        ``packages``: the kinpath packages whose code the stage runs."""
+        code = source_checksum(packages)
         key = hashlib.sha256(
             json.dumps(
-                {"settings": settings, "needs": [self.keys[n] for n in needs], "code": self.code},
+                {"settings": settings, "needs": [self.keys[n] for n in needs], "code": code},
                 sort_keys=True,
                 default=str,
             ).encode()
@@ -184,10 +198,18 @@ def run(
     tracking_uri = resolve_tracking_uri(tracking_uri)
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # the fits' LightningCLI reads it
     log.info("MLflow tracking store: %s", tracking_uri)
-    if registry.champion not in fit.inits:
-        raise InputError(
-            f"registry.champion {registry.champion!r} is not among fit.inits {fit.inits}"
-        )
+    from phenotyping.network import HEADS
+
+    for h in fit.heads:
+        if h not in HEADS:
+            raise InputError(f"fit.heads: {h!r} is not one of {HEADS}")
+    methods_fitted = [method_name(i, h) for i in fit.inits for h in fit.heads]
+    if (
+        registry.champion != "best"
+        and _champion_method(registry.champion, fit) not in methods_fitted
+    ):
+        raise InputError(f"registry.champion {registry.champion!r} is none of the fits "
+                         f"({', '.join(methods_fitted)}) nor 'best'")  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
     st = Stages(work)
     t0 = time.perf_counter()
@@ -232,7 +254,7 @@ def run(
         res = build_graph(folder / "graph", umls_dirs=umls_dirs, obo_files=obo_files)
         return {"graph": str(res.out), "counts": res.counts}
 
-    g = st.run("graph", _source_settings(graph), [], graph_stage)
+    g = st.run("graph", _source_settings(graph), [], graph_stage, packages=("kg",))
 
     def embeddings_stage(folder: Path) -> dict:
         from embeddings.cli import evaluation, train_methods
@@ -250,17 +272,32 @@ def run(
     # the vectors the fits need; a random initialization borrows a trained method's vocabulary
     methods = [i for i in fit.inits if i != "random"] or ["word2vec"]
     emb = st.run("embeddings", _jsonable(embeddings) | {"methods": methods}, ["data", "graph"],
-                 embeddings_stage)  # fmt: skip
+                 embeddings_stage, packages=("kg", "embeddings"))  # fmt: skip
 
-    fits: dict[str, dict] = {}
+    # per method (initialization / heads), one fit per seed; a fit's key holds only what it
+    # runs, so adding a seed or a method leaves the fits already made cached
+    fits: dict[str, list[dict]] = {}
+    config_sha = file_sha256(Path(fit.config)) if fit.config else None
     for init in fit.inits:
-        fits[init] = st.run(
-            f"fit-{init}", {"init": init, **_jsonable(fit), "seed": seed, "tracking": tracking_uri,
-                            "config_sha": file_sha256(Path(fit.config)) if fit.config else None},
-            ["data", "graph", "embeddings"],
-            _fit_stage(init, fit, reports, emb, data, seed, g["graph"], valid),
-            exists=lambda out: _run_exists(out["run_id"]),
-        )  # fmt: skip
+        for heads in fit.heads:
+            for s in fit.seeds or [seed]:
+                out = st.run(
+                    f"fit-{init}-{heads}-{s}",
+                    {"init": init, "heads": heads, "seed": s, "config": fit.config,
+                     "fit_args": fit.fit_args, "tracking": tracking_uri, "config_sha": config_sha},
+                    ["data", "graph", "embeddings"],
+                    _fit_stage(init, heads, fit, reports, emb, data, s, g["graph"], valid),
+                    exists=lambda out: _run_exists(out["run_id"]), packages=FIT_PACKAGES,
+                )  # fmt: skip
+                fits.setdefault(method_name(init, heads), []).append(out | {"seed": s})
+    results: dict[str, dict[str, float]] = {}
+    spreads: dict[str, dict[str, float]] = {}
+    for name, runs in fits.items():
+        results[name], spreads[name] = aggregate_seeds([r["metrics"] for r in runs])
+    champion, champion_fit = _champion(registry.champion, fit, fits)
+    log.info(
+        "champion: %s, seed %s (run %s)", champion, champion_fit["seed"], champion_fit["run_id"]
+    )
 
     def baseline_stage(folder: Path) -> dict:
         from phenotyping.baseline import tfidf_baseline
@@ -270,12 +307,13 @@ def run(
                               text_column=data.text_column, split_column=data.split_column, seed=seed)  # fmt: skip
         return {"metrics": tfidf_baseline(dm)}
 
-    base = st.run("baseline", {"seed": seed}, ["data", "embeddings"], baseline_stage)
+    base = st.run("baseline", {"seed": seed}, ["data", "embeddings"], baseline_stage,
+                  packages=FIT_PACKAGES)  # fmt: skip
 
     def registry_stage(folder: Path) -> dict:
         from pipelines import registry as reg
 
-        r = reg.register(fits[registry.champion]["run_id"], registry.model_name, tracking_uri)
+        r = reg.register(champion_fit["run_id"], registry.model_name, tracking_uri)
         reg.promote(registry.model_name, r.version, registry.alias, tracking_uri)
         return {
             "name": r.name,
@@ -283,8 +321,8 @@ def run(
             "uri": f"models:/{registry.model_name}@{registry.alias}",
         }
 
-    model = st.run("registry", asdict(registry) | {"tracking": tracking_uri},
-                   [f"fit-{registry.champion}"], registry_stage,
+    model = st.run("registry", asdict(registry) | {"tracking": tracking_uri,
+                   "run": champion_fit["run_id"]}, ["data"], registry_stage,
                    exists=lambda out: _version_exists(out["name"], out["version"]))  # fmt: skip
 
     def predict_stage(folder: Path) -> dict:
@@ -312,27 +350,52 @@ def run(
         from pipelines.report import write_report
 
         return write_report(
-            folder, fits, base["metrics"], emb, pred, model, registry.champion, tracking_uri
-        )
+            folder, results | {"tfidf-logreg": base["metrics"]}, spreads, emb, pred, model,
+            champion, champion_fit, tracking_uri, {n: [r["seed"] for r in rs] for n, rs in fits.items()},
+        )  # fmt: skip
 
+    fit_stages = [n for n in st.keys if n.startswith("fit-")]
     rep = st.run(
         "report",
-        {},
-        [*(f"fit-{i}" for i in fit.inits), "baseline", "predict", "embeddings"],
+        {"champion": champion},
+        [*fit_stages, "baseline", "predict", "embeddings"],
         report_stage,
     )
-    results = {f"mtcnn-{k}": v["metrics"] for k, v in fits.items()} | {
-        "tfidf-logreg": base["metrics"]
-    }
-    print(results_table(results, task_names(results)))
+    results["tfidf-logreg"] = base["metrics"]
+    print(method_table(results, task_names(results), spread=spreads))
     print(f"stages: {json.dumps(st.timings)}; total {time.perf_counter() - t0:.0f}s")
     print(f"report: {rep['markdown']} and {rep['html']}")
     print(f"MLflow: mlflow ui --backend-store-uri {tracking_uri}   (model {model['uri']})")
     return {"report": rep, "model": model, "timings": st.timings}
 
 
+def method_name(init: str, heads: str) -> str:
+    """A method's row in the results: ``mtcnn <init> / <heads>``."""
+    return f"mtcnn {init} / {heads}"
+
+
+def _champion_method(champion: str, fit: FitConfig) -> str:
+    init, _, heads = (x.strip() for x in champion.partition("/"))
+    return method_name(init, heads or fit.heads[0])
+
+
+def _champion(choice: str, fit: FitConfig, fits: dict[str, list[dict]]) -> tuple[str, dict]:
+    """The registered method and fit: the named one's best seed, or with ``best`` the method
+    of the lowest mean validation loss (the checkpoints' criterion) and its best seed."""
+
+    def loss(r: dict) -> float:
+        return float(r.get("val_loss", float("inf")))
+
+    if choice == "best":
+        name = min(fits, key=lambda n: sum(map(loss, fits[n])) / len(fits[n]))
+    else:
+        name = _champion_method(choice, fit)
+    return name, min(fits[name], key=loss)
+
+
 def _fit_stage(
     init: str,
+    heads: str,
     fit: FitConfig,
     reports: list[Path],
     emb: dict,
@@ -349,8 +412,8 @@ def _fit_stage(
             "--data.data", json.dumps([str(p) for p in reports]), "--data.embeddings", folder_for,
             "--data.id_column", data.id_column, "--data.text_column", data.text_column,
             "--data.split_column", data.split_column, "--seed_everything", str(seed),
-            "--model.init", "random" if init == "random" else "pretrained",
-            "--trainer.logger.init_args.run_name", f"mtcnn-{init}", "--data.graph", graph,
+            "--model.init", "random" if init == "random" else "pretrained", "--model.heads", heads,
+            "--trainer.logger.init_args.run_name", f"mtcnn-{init}-{heads}-s{seed}", "--data.graph", graph,
             "--trainer.enable_model_summary=false",
             *(["--data.valid_combinations", valid] if valid else []),
             f"--checkpoint.dirpath={folder / 'checkpoints'}",
@@ -360,16 +423,23 @@ def _fit_stage(
         metrics = {
             k: float(v) for k, v in c.trainer.callback_metrics.items() if k.startswith("test/")
         }
-        return {"run_id": c.trainer.logger.run_id, "metrics": metrics}  # type: ignore[union-attr]
+        best = c.trainer.checkpoint_callback.best_model_score  # type: ignore[union-attr]
+        return {
+            "run_id": c.trainer.logger.run_id,  # type: ignore[union-attr]
+            "metrics": metrics,
+            "val_loss": None if best is None else float(best),
+            "epochs": c.trainer.current_epoch,
+        }
 
     return stage
 
 
-def source_checksum() -> str:
-    """A checksum of kinpath's own code and package data: a change to it redoes the stages."""
+def source_checksum(packages: tuple[str, ...] = PACKAGES) -> str:
+    """A checksum of these kinpath packages' code and package data: a change to it redoes
+    the stages that run them."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for pkg in ("kg", "embeddings", "phenotyping", "pipelines"):
+    for pkg in packages:
         for f in sorted((root / pkg).rglob("*")):
             if f.is_file() and f.suffix in (".py", ".csv", ".yaml"):
                 h.update(str(f.relative_to(root)).encode() + f.read_bytes())

@@ -19,8 +19,8 @@ from pipelines.run import (
 )
 from tests.pipelines.test_report import check_html
 
-STAGES = ["data", "graph", "embeddings", "fit-random", "fit-word2vec", "fit-kg-joint",
-          "baseline", "registry", "predict", "report"]  # fmt: skip
+STAGES = ["data", "graph", "embeddings", "fit-random-plain-42", "fit-word2vec-plain-42",
+          "fit-kg-joint-plain-42", "baseline", "registry", "predict", "report"]  # fmt: skip
 
 
 def test_end_to_end_then_cached(
@@ -46,8 +46,9 @@ def test_end_to_end_then_cached(
     pred = pd.read_parquet(tmp_path / "work/predict/predictions.parquet")
     assert len(pred) == 12 and (pred["status"] == "ok").all()
     out = capsys.readouterr().out
-    assert "| site |" in out and "mlflow ui --backend-store-uri" in out
-    assert out.count("| task |") == 1  # one results table, not one per fit as well
+    assert "| mtcnn kg-joint / plain |" in out and "mlflow ui --backend-store-uri" in out
+    assert out.count("| method |") == 1  # one results table, not one per fit as well
+    assert "rare codes" in md  # macro-F1 over the codes with fewer than 10 training reports
 
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model("models:/kinpath-demo@champion")
@@ -65,7 +66,8 @@ def test_end_to_end_then_cached(
     third = run(**kw)  # type: ignore[arg-type]
     assert third["timings"]["data"] == third["timings"]["graph"] == "cached"
     assert (
-        third["timings"]["embeddings"] != "cached" and third["timings"]["fit-kg-joint"] != "cached"
+        third["timings"]["embeddings"] != "cached"
+        and third["timings"]["fit-kg-joint-plain-42"] != "cached"
     )
     assert not (tmp_path / "work/predict/test_reports.parquet").exists()  # no text copy kept
 
@@ -74,24 +76,41 @@ def test_end_to_end_then_cached(
     kw["tracking_uri"] = other
     fourth = run(**kw)  # type: ignore[arg-type]
     assert fourth["timings"]["embeddings"] == fourth["timings"]["baseline"] == "cached"
-    assert all(fourth["timings"][s] != "cached" for s in ("fit-random", "registry", "predict"))
+    assert all(
+        fourth["timings"][s] != "cached" for s in ("fit-random-plain-42", "registry", "predict")
+    )
     mlflow.set_tracking_uri(other)
     assert mlflow.pyfunc.load_model(fourth["model"]["uri"])  # the model exists in this store
 
-    # fit.inits decides which vectors are trained (retrofit failed with a KeyError)
-    kw |= {"fit": FitConfig(inits=["random", "retrofit"], fit_args=kw["fit"].fit_args),  # type: ignore[union-attr]
-           "registry": RegistryConfig(champion="retrofit")}  # fmt: skip
+    # fit.inits decides which vectors are trained (retrofit failed with a KeyError); both
+    # heads, and the label-knowledge one registered
+    args = kw["fit"].fit_args  # type: ignore[union-attr]
+    kw |= {"fit": FitConfig(inits=["random", "retrofit"], heads=["plain", "label-knowledge"], fit_args=args),
+           "registry": RegistryConfig(champion="retrofit / label-knowledge")}  # fmt: skip
     fifth = run(**kw)  # type: ignore[arg-type]
     meta = mlflow.pyfunc.load_model(fifth["model"]["uri"]).metadata.metadata
     assert meta["kinpath"]["embedding_method"] == "retrofit"
+    md = (tmp_path / "work/report/results.md").read_text()
+    assert "| mtcnn retrofit / label-knowledge |" in md and "| mtcnn random / plain |" in md
 
     # a cached stage whose MLflow run is gone is redone, not trusted
-    run_id = json.loads((tmp_path / "work/fit-random/stage.json").read_text())["output"]["run_id"]
-    mlflow.MlflowClient().delete_run(run_id)
+    stage = tmp_path / "work/fit-random-plain-42/stage.json"
+    mlflow.MlflowClient().delete_run(json.loads(stage.read_text())["output"]["run_id"])
     sixth = run(**kw)  # type: ignore[arg-type]
+    assert sixth["timings"]["fit-random-plain-42"] != "cached"
+    assert sixth["timings"]["fit-retrofit-label-knowledge-42"] == "cached"
+
+    # a second seed adds its fits and leaves the first seed's cached; the table shows the spread
+    kw |= {"fit": FitConfig(inits=["random", "retrofit"], seeds=[42, 7], fit_args=args),
+           "registry": RegistryConfig(champion="best")}  # fmt: skip
+    seventh = run(**kw)  # type: ignore[arg-type]
     assert (
-        sixth["timings"]["fit-random"] != "cached" and sixth["timings"]["fit-retrofit"] == "cached"
+        seventh["timings"]["fit-random-plain-42"]
+        == seventh["timings"]["fit-retrofit-plain-42"]
+        == "cached"
     )
+    assert seventh["timings"]["fit-random-plain-7"] != "cached"
+    assert " ± " in (tmp_path / "work/report/results.md").read_text()
 
 
 def test_the_environment_and_the_project_decide_the_store(

@@ -1,0 +1,151 @@
+"""Label-knowledge heads: the graph's terms give a code a score before any report shows it."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kg.graph import build_graph, load_graph
+from phenotyping.bundle import load_bundle, save_bundle, score_ids
+from phenotyping.data import ReportDataModule
+from phenotyping.labels import code_terms
+from phenotyping.module import MTCNNModule
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# histology code -> the words a report uses for it; 8520 (lobular carcinoma) is in the
+# fixture graph but no training report carries it
+TRAINED = {
+    "8070": "squamous cell carcinoma",
+    "8140": "adenocarcinoma",
+    "8500": "invasive ductal carcinoma",
+}
+HELD_OUT = {"8520": "lobular carcinoma"}
+FILLER = [
+    *[
+        "specimen",
+        "received",
+        "fixed",
+        "formalin",
+        "sections",
+        "show",
+        "tumor",
+        "margin",
+        "negative",
+        "nodes",
+    ],
+    *["gross", "measures", "cm", "tissue", "examined", "slides", "block"],
+]
+
+
+def _report(rng: random.Random, words: str) -> str:
+    text = [rng.choice(FILLER) for _ in range(rng.randint(12, 30))]
+    text.insert(rng.randint(0, len(text)), words)
+    return "diagnosis : " + " ".join(text) + " ."
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("g") / "graph"
+    build_graph(out, umls_dirs=[ROOT / "tests/fixtures/umls_META"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = random.Random(0)
+    rows = []
+    for split, n in (("train", 40), ("val", 10)):
+        for code, words in TRAINED.items():
+            rows += [(code, split, _report(rng, words)) for _ in range(n)]
+    for code, words in {**TRAINED, **HELD_OUT}.items():
+        rows += [(code, "test", _report(rng, words)) for _ in range(10)]
+    table = pd.DataFrame(rows, columns=["histology", "split", "text"])
+    table["report_id"] = [f"r{i}" for i in range(len(table))]
+    table["patient_id"] = table["report_id"]
+    path = tmp_path_factory.mktemp("r") / "reports.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_code_terms_come_from_the_graph(graph: Path) -> None:
+    terms = code_terms(load_graph(graph))
+    assert (
+        "SCC" in terms["histology"]["8070"]
+        and "Epidermoid carcinoma, NOS" in terms["histology"]["8070"]
+    )
+    assert "Upper lobe, lung" in terms["subsite"]["C34.1"]
+    assert {"Upper lobe, lung", "Lung, NOS"} <= set(
+        terms["site"]["C34"]
+    )  # a site takes its subsites'
+
+
+def _fit(
+    graph: Path, reports: Path, heads: str, epochs: int = 15
+) -> tuple[ReportDataModule, MTCNNModule]:
+    torch.manual_seed(0)
+    dm = ReportDataModule(str(reports), tasks=["histology"], graph=str(graph),
+                          graph_codes=heads == "label-knowledge", min_patients=1, batch_size=8)  # fmt: skip
+    m = MTCNNModule(dm.vocab_size, dm.num_classes, embedding_dim=dm.embedding_dim, filters=16,
+                    dropout=0.1, heads=heads, label_terms=dm.label_terms,
+                    train_counts=dm.train_counts, label_maps=dm.label_maps,
+                    coding_rules=dm.coding_rules, lr=3e-3)  # fmt: skip
+    opt = m.configure_optimizers()
+    m.train()
+    for _ in range(epochs):
+        for b in dm.train_dataloader():
+            logits = m(b["tokens"], b["lengths"])
+            loss = torch.nn.functional.cross_entropy(logits["histology"], b["labels"][:, 0])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return dm, m.eval()
+
+
+def _test_probs(dm: ReportDataModule, m: MTCNNModule) -> tuple[np.ndarray, np.ndarray]:
+    with torch.no_grad():
+        ps, ys = [], []
+        for b in dm.test_dataloader():
+            ps.append(torch.softmax(m(b["tokens"], b["lengths"])["histology"], -1).numpy())
+            ys.append(b["labels"][:, 0].numpy())
+    return np.concatenate(ps), np.concatenate(ys)
+
+
+def test_a_code_no_training_report_carries_gets_a_score_from_its_graph_terms(
+    graph: Path, reports: Path, tmp_path: Path
+) -> None:
+    dm, m = _fit(graph, reports, "label-knowledge")
+    classes = dm.label_maps["histology"]
+    held = classes.index("8520")
+    assert dm.train_counts["histology"][held] == 0  # a class only because the graph names it
+    assert len(classes) > len(TRAINED) + 1  # every histology code of the graph is a class
+    probs, y = _test_probs(dm, m)
+    lobular, others = probs[y == held], probs[(y >= 0) & (y != held)]
+    chance = 1 / len(classes)
+    # non-trivial: far above chance on the reports that name it, and above what others give it
+    assert lobular[:, held].mean() > 2 * chance
+    assert lobular[:, held].mean() > 5 * others[:, held].mean()
+    # the trained codes are still coded right
+    assert (others.argmax(1) == y[(y >= 0) & (y != held)]).mean() > 0.9
+    # a plain head has no class for it at all
+    plain_dm, _ = _fit(graph, reports, "plain", epochs=1)
+    assert "8520" not in plain_dm.label_maps["histology"]
+
+    # the bundle carries the label vectors and the graph they came from, and scores the same
+    bundle_dir = save_bundle(tmp_path / "bundle", m, dm)
+    manifest = (bundle_dir / "manifests.json").read_text()
+    assert load_graph(graph).checksum in manifest
+    vectors = np.load(bundle_dir / "label_vectors.npz")["histology"]
+    assert vectors.shape == (len(classes), dm.embedding_dim) and np.abs(vectors[held]).sum() > 0
+    b = load_bundle(bundle_dir)
+    ids = [dm.ids[i] for i in dm.splits["test"]]
+    got, _ = score_ids(b, ids)
+    with torch.no_grad():
+        want = [torch.softmax(m(torch.tensor([x]), torch.tensor([len(x)]))["histology"], -1)[0].numpy()
+                for x in ids]  # fmt: skip
+    np.testing.assert_allclose(got["histology"], np.stack(want), atol=1e-5)
