@@ -1,20 +1,23 @@
-"""Benchmark: end-to-end batch scoring, length-bucketed vs padded to 3,000 tokens.
+"""Benchmark: end-to-end batch scoring, today's fp32 path against the new one.
 
 Each setting runs ``pipelines.batch.predict`` (read the CSV, tokenize, score,
 write parquet parts, merge) in its own process, so that peak memory is its own:
 
-* kinpath: batches sorted by length and padded to the batch's longest report;
-* baseline: the same model and code with every batch padded to 3,000 tokens,
-  as the published MT-CNN code pads every report;
-* with ``--postgres``: the same reports as OMOP ``NOTE`` rows on a real
-  PostgreSQL server (pgserver), scored into ``NOTE_NLP`` by
-  ``pipelines.omop.score_notes``, against the file path's rate.
+* fp32: the path as it was, tokenizing in the scoring process
+  (``--workers 0``) and fp32 convolutions;
+* new: tokenization in a worker process ahead of the scorer (``--workers 1``,
+  the default of ``kinpath predict``) and int8 convolutions (``precision auto``);
+* padded: the fp32 path with every batch padded to 3,000 tokens, as the
+  published MT-CNN code pads every report (on a tenth of the reports: it is slow);
+* with ``--postgres``: the new path reading OMOP ``NOTE`` rows from a real
+  PostgreSQL server (pgserver) into ``NOTE_NLP`` (``pipelines.omop.score_notes``).
 
-The model is the default MT-CNN architecture (300-d vectors, 3×300 filters)
-with untrained weights: throughput does not depend on what the weights are.
-Reports are the TCGA texts cycled to ``--reports`` when ../shared is there,
-else synthetic reports. The padded baseline is slow on a CPU, so by default it
-scores a tenth as many reports; rates compare per report.
+The model is ``--model`` (default ``models:/kinpath-tcga@champion`` in the
+project's store, when it resolves); then both paths also score the TCGA test
+splits (../shared) and print their macro-F1 per task and split, which must agree
+within 0.01. Without a model: the default MT-CNN architecture (300-d vectors,
+3×300 filters) with untrained weights, speed only. Reports are the TCGA texts
+cycled to ``--reports`` when ../shared is there, else synthetic reports.
 
     python bench/batch_throughput.py --reports 10000
     python bench/batch_throughput.py --reports 2000 --postgres
@@ -100,7 +103,10 @@ def make_bundle(reports: Path, folder: Path) -> None:
     (folder / "manifests.json").write_text("{}")
 
 
-def child(bundle: str, reports: str, out: str, pad_to: int | None, n: int | None) -> None:
+def child(
+    bundle: str, reports: str, out: str, pad_to: int | None, n: int | None, workers: int,
+    precision: str,
+) -> None:  # fmt: skip
     from phenotyping.bundle import load_bundle
     from pipelines.batch import LoadedModel, predict
 
@@ -108,12 +114,15 @@ def child(bundle: str, reports: str, out: str, pad_to: int | None, n: int | None
     if n:
         src = Path(out).with_suffix(".in.csv")
         pd.read_csv(reports, dtype=str, keep_default_na=False).head(n).to_csv(src, index=False)
-    model = LoadedModel("bench", "bench", load_bundle(Path(bundle)))
+    model = LoadedModel("bench", "bench", load_bundle(Path(bundle), precision=precision))
     t = time.perf_counter()
-    summary = predict(model, src, Path(out), pad_to=pad_to, chunk_size=1000, batch_size=32)
+    summary = predict(model, src, Path(out), pad_to=pad_to, chunk_size=1000, batch_size=32,
+                      workers=workers)  # fmt: skip
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"reports": summary["records"], "seconds": seconds, "peak_mb": peak}))
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"reports": summary["records"], "seconds": seconds, "peak_mb": peak,
+                      "worker_peak_mb": kids}))  # fmt: skip
 
 
 def child_pg(bundle: str, uri: str) -> None:
@@ -184,20 +193,69 @@ def profile(bundle: str, reports: str) -> None:
                       "mean_tokens": round(float(np.mean([len(x) for x in ids])), 1)}, indent=2))  # fmt: skip
 
 
-def run(bundle: Path, reports: Path, out: Path, pad_to: int | None, n: int | None) -> dict:
+def run(
+    bundle: Path, reports: Path, out: Path, pad_to: int | None, n: int | None, workers: int = 0,
+    precision: str = "fp32",
+) -> dict:  # fmt: skip
     args = [sys.executable, __file__, "--child", str(bundle), str(reports), str(out)]
-    args += ["--pad-to", str(pad_to or 0), "--n", str(n or 0)]
+    args += ["--pad-to", str(pad_to or 0), "--n", str(n or 0), "--workers", str(workers)]
+    args += ["--precision", precision]
     r = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def trained_bundle(uri: str, folder: Path) -> bool:
+    """Copy a registered model's bundle to ``folder``; False when the URI does not resolve."""
+    import shutil
+
+    from kg.errors import InputError
+    from pipelines.batch import load_model
+
+    try:
+        model = load_model(uri, precision="fp32")
+    except (InputError, OSError) as e:
+        print(f"no trained model ({uri}: {e}); untrained default architecture, speed only")
+        return False
+    shutil.copytree(model.bundle.folder, folder)
+    print(f"model {uri} ({model.version})")
+    return True
+
+
+def accuracy(bundle: Path, precision: str) -> dict[str, float]:
+    """Macro-F1 of the heads' answers per task on each TCGA test split (labels as trained)."""
+    from sklearn.metrics import f1_score
+
+    from kg.reports import read_reports
+    from phenotyping.bundle import encode, load_bundle, score_ids
+    from phenotyping.data import _laterality_by_rule
+
+    b = load_bundle(bundle, precision=precision)
+    out = {}
+    for name in ("tcga-reports", "tcga-ocr"):
+        table = pd.concat(read_reports(SHARED / name / "reports.csv", where={"split": "test"}))
+        table = _laterality_by_rule(table.fillna(""))
+        ids, _ = encode(b, table["text"].tolist())
+        probs, _ = score_ids(b, ids)
+        for t in b.tasks:
+            has = (table[t] != "").to_numpy()
+            pred = pd.Series(b.label_maps[t]).to_numpy()[probs[t].argmax(1)]
+            truth = table[t].to_numpy()
+            out[f"{name}/{t}"] = round(float(f1_score(truth[has], pred[has], average="macro",
+                                                      zero_division=0)), 4)  # fmt: skip
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reports", type=int, default=10_000)
     ap.add_argument("--baseline-reports", type=int, default=0, help="default: a tenth of --reports")
+    ap.add_argument("--model", default="models:/kinpath-tcga@champion")
+    ap.add_argument("--tracking-uri", default=None)
+    ap.add_argument("--workers", type=int, default=1, help="the new path's tokenizer processes")
     ap.add_argument("--child", nargs=3)
     ap.add_argument("--pad-to", type=int, default=0)
     ap.add_argument("--n", type=int, default=0)
+    ap.add_argument("--precision", default="fp32")
     ap.add_argument(
         "--postgres", action="store_true", help="also score from a PostgreSQL NOTE table"
     )
@@ -205,30 +263,34 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="time each stage instead")
     a = ap.parse_args()
     if a.child:
-        child(*a.child, pad_to=a.pad_to or None, n=a.n or None)
+        child(*a.child, pad_to=a.pad_to or None, n=a.n or None, workers=a.workers,
+              precision=a.precision)  # fmt: skip
         return
     if a.child_pg:
         child_pg(*a.child_pg)
         return
+    import os
+
     import torch
 
-    if a.profile:
-        with tempfile.TemporaryDirectory() as tmp:
-            d = Path(tmp)
-            print(f"{a.reports:,} reports ({make_reports(a.reports, d / 'reports.csv')})")
-            make_bundle(d / "reports.csv", d / "bundle")
-            profile(str(d / "bundle"), str(d / "reports.csv"))
-        return
+    if a.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = a.tracking_uri
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         source = make_reports(a.reports, d / "reports.csv")
-        make_bundle(d / "reports.csv", d / "bundle")
+        trained = trained_bundle(a.model, d / "bundle")
+        if not trained:
+            make_bundle(d / "reports.csv", d / "bundle")
+        if a.profile:
+            print(f"{a.reports:,} reports ({source})")
+            profile(str(d / "bundle"), str(d / "reports.csv"))
+            return
         nb = a.baseline_reports or max(1, a.reports // 10)
-        print(
-            f"{a.reports:,} reports ({source}); baseline on {nb:,}; torch threads {torch.get_num_threads()}"
-        )
-        kin = run(d / "bundle", d / "reports.csv", d / "kin.parquet", None, None)
-        base = run(d / "bundle", d / "reports.csv", d / "base.parquet", 3000, nb)
+        print(f"{a.reports:,} reports ({source}); padded baseline on {nb:,}; torch threads "
+              f"{torch.get_num_threads()}; CPU {torch.backends.cpu.get_cpu_capability()}")  # fmt: skip
+        old = run(d / "bundle", d / "reports.csv", d / "old.parquet", None, None, 0, "fp32")
+        new = run(d / "bundle", d / "reports.csv", d / "new.parquet", None, None, a.workers, "auto")
+        base = run(d / "bundle", d / "reports.csv", d / "base.parquet", 3000, nb, 0, "fp32")
         pg = None
         if a.postgres:
             import pgserver
@@ -241,19 +303,31 @@ def main() -> None:
                 pg = json.loads(r.stdout.strip().splitlines()[-1])
             finally:
                 server.cleanup()
-    kin_rate, base_rate = kin["reports"] / kin["seconds"], base["reports"] / base["seconds"]
+        parity = None
+        if trained and SHARED.is_dir():
+            f32, i8 = accuracy(d / "bundle", "fp32"), accuracy(d / "bundle", "auto")
+            parity = {k: {"fp32": f32[k], "new": i8[k], "difference": round(i8[k] - f32[k], 4)}
+                      for k in f32}  # fmt: skip
+    rate = {k: v["reports"] / v["seconds"] for k, v in (("old", old), ("new", new), ("base", base))}
     if pg is not None:
         pg_rate = pg["reports"] / pg["seconds"]
         print(json.dumps({"postgres_reports": pg["reports"], "postgres_reports_per_s": round(pg_rate, 1),
                           "postgres_peak_mb": round(pg["peak_mb"]),
-                          "postgres_vs_file": round(pg_rate / kin_rate, 3)}, indent=2))  # fmt: skip
+                          "postgres_vs_file": round(pg_rate / rate["new"], 3)}, indent=2))  # fmt: skip
     print(json.dumps({
-        "kinpath_reports": kin["reports"], "kinpath_reports_per_s": round(kin_rate, 1),
-        "kinpath_peak_mb": round(kin["peak_mb"]),
-        "padded_3000_reports": base["reports"], "padded_3000_reports_per_s": round(base_rate, 1),
-        "padded_3000_peak_mb": round(base["peak_mb"]),
-        "speedup_vs_padded": round(kin_rate / base_rate, 2),
+        "fp32_reports": old["reports"], "fp32_reports_per_s": round(rate["old"], 1),
+        "fp32_peak_mb": round(old["peak_mb"]),
+        "new_reports": new["reports"], "new_reports_per_s": round(rate["new"], 1),
+        "new_peak_mb": round(new["peak_mb"]), "new_worker_peak_mb": round(new["worker_peak_mb"]),
+        "new_workers": a.workers,
+        "speedup_vs_fp32": round(rate["new"] / rate["old"], 2),
+        "padded_3000_reports": base["reports"], "padded_3000_reports_per_s": round(rate["base"], 1),
+        "speedup_fp32_vs_padded": round(rate["old"] / rate["base"], 2),
     }, indent=2))  # fmt: skip
+    if parity is not None:
+        worst = max(abs(v["difference"]) for v in parity.values())
+        print(json.dumps({"macro_f1_test_splits": parity, "largest_difference": worst,
+                          "within_0.01": worst <= 0.01}, indent=2))  # fmt: skip
 
 
 if __name__ == "__main__":

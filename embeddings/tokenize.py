@@ -32,7 +32,7 @@ from spacy.language import Language
 
 from kg.graph import KnowledgeGraph
 from kg.link import PhraseIndex
-from kg.normalize import PHRASE_JOINER, normalize_token
+from kg.normalize import PHRASE_JOINER, normalized
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +84,14 @@ class ReportTokenizer:
                 # where the short form is defined, "(IDC)" right after its long
                 # form, it is dropped; elsewhere it becomes the long form
                 defining = 0 <= abrv.start - long.end <= 1
-                long_words = [] if defining else [w for t in long for w in normalize_token(t.text)]
+                long_words = [] if defining else [w for t in long for w in normalized(t.text)]
                 for i in range(abrv.start, abrv.end):
                     expand[i] = long_words if i == abrv.start else []
         out: list[Sentence] = []
         for sent in doc.sents:  # type: ignore[attr-defined]
             words: list[str] = []
             for tok in sent:
-                words.extend(expand[tok.i] if tok.i in expand else normalize_token(tok.text))
+                words.extend(expand[tok.i] if tok.i in expand else normalized(tok.text))
             words = self._index.merge(words)
             if self.collocations is not None:
                 words = list(self.collocations[words])  # type: ignore[index]

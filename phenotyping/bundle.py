@@ -28,7 +28,10 @@ where only its inference requirements are installed.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import sys
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,9 +102,18 @@ class Bundle:
     max_length: int
     manifests: dict
     device: torch.device
+    folder: Path
 
 
-def load_bundle(folder: Path, device: str = "cpu") -> Bundle:
+PRECISIONS = ("auto", "fp32", "int8")
+
+
+def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> Bundle:
+    """``precision``: ``int8`` scores the convolutions as int8 matrix products
+    (:class:`~phenotyping.network.Int8Convs`, CPU only), ``fp32`` as trained; ``auto``
+    is int8 on a CPU with a quantized engine (fbgemm, x86) and fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     folder = Path(folder)
     cfg = json.loads((folder / "network.json").read_text())
     knowledge = {  # shapes only: the values are in weights.pt
@@ -115,6 +127,11 @@ def load_bundle(folder: Path, device: str = "cpu") -> Bundle:
     net.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
     dev = torch.device(device)
     net.to(dev).eval()
+    cpu_int8 = dev.type == "cpu" and "fbgemm" in torch.backends.quantized.supported_engines
+    if precision == "int8" or (precision == "auto" and cpu_int8):
+        if dev.type != "cpu":
+            raise ValueError("int8 precision runs on the CPU only")
+        net.use_int8()
     vocab = Vocabulary((folder / "vocab.txt").read_text().splitlines()[2:])
     centroids = folder / "centroids.npy"
     return Bundle(
@@ -128,17 +145,81 @@ def load_bundle(folder: Path, device: str = "cpu") -> Bundle:
         max_length=int(cfg["max_length"]),
         manifests=json.loads((folder / "manifests.json").read_text()),
         device=dev,
+        folder=folder,
     )
 
 
 def encode(bundle: Bundle, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
     """Token ids per report, cut to the bundle's longest length, and which were cut."""
+    return _encode(bundle.tokenizer, bundle.vocab, bundle.max_length, texts)
+
+
+def _encode(
+    tokenizer: ReportTokenizer, vocab: Vocabulary, max_length: int, texts: Sequence[str]
+) -> tuple[list[list[int]], np.ndarray]:
     ids, cut = [], []
-    for sents in bundle.tokenizer.pipe(texts):
-        x = bundle.vocab.encode([t for s in sents for t in s]) or [UNK]
-        cut.append(len(x) > bundle.max_length)
-        ids.append(x[: bundle.max_length])
+    for sents in tokenizer.pipe(texts):
+        x = vocab.encode([t for s in sents for t in s]) or [UNK]
+        cut.append(len(x) > max_length)
+        ids.append(x[:max_length])
     return ids, np.array(cut, dtype=bool)
+
+
+_WORKER: tuple[ReportTokenizer, Vocabulary, int] | None = None
+
+
+def _start_worker(folder: str) -> None:
+    global _WORKER
+    f = Path(folder)
+    cfg = json.loads((f / "network.json").read_text())
+    vocab = Vocabulary((f / "vocab.txt").read_text().splitlines()[2:])
+    _WORKER = (ReportTokenizer.load(f / "tokenizer"), vocab, int(cfg["max_length"]))
+
+
+def _encode_in_worker(texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
+    assert _WORKER is not None
+    return _encode(*_WORKER, texts)
+
+
+class ChunkEncoder:
+    """Encodes chunks of reports ahead of the scorer, in ``workers`` processes.
+
+    The tokenizer (scispacy, its abbreviation detector, phrase merging) is a
+    pure-Python stage that holds the GIL; in its own processes it runs while the
+    CNN scores the previous chunk. ``submit`` returns a future per chunk, and the
+    caller takes them in order, so output order is the input's. ``workers=0``
+    encodes in the calling process when the result is asked for (no processes).
+    Each worker loads the tokenizer and the vocabulary from the bundle's folder.
+    """
+
+    def __init__(self, bundle: Bundle, workers: int = 0):
+        self.bundle = bundle
+        self.workers = max(0, int(workers))
+        self._pool: ProcessPoolExecutor | None = None
+        if self.workers:
+            method = "fork" if sys.platform == "linux" else "spawn"
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context(method),
+                initializer=_start_worker, initargs=(str(bundle.folder),),
+            )  # fmt: skip
+
+    def submit(self, texts: list[str]) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(_encode_in_worker, texts)
+        done: Future = Future()
+        done.set_result(encode(self.bundle, texts))
+        return done
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> ChunkEncoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @torch.inference_mode()

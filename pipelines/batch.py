@@ -34,8 +34,9 @@ import logging
 import os
 import shutil
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -49,11 +50,13 @@ from tqdm.auto import tqdm
 
 from kg.errors import InputError
 from kg.reports import table_sha256
-from phenotyping.bundle import Bundle, encode
+from phenotyping.bundle import Bundle, ChunkEncoder, encode
 from pipelines.model import output_columns, output_types, predictions
 from pipelines.records import Record, read_records
 
 log = logging.getLogger(__name__)
+
+DEFAULT_WORKERS = 1  # tokenizer processes; the fastest on 2 cores (bench/batch_throughput.py)
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,9 @@ class LoadedModel:
     bundle: Bundle
 
 
-def load_model(uri: str, tracking: str | None = None) -> LoadedModel:
-    """Load a pyfunc model (``models:/NAME@ALIAS``, ``models:/NAME/V``, ``runs:/...``, a path)."""
+def load_model(uri: str, tracking: str | None = None, precision: str = "auto") -> LoadedModel:
+    """Load a pyfunc model (``models:/NAME@ALIAS``, ``models:/NAME/V``, ``runs:/...``, a path);
+    ``precision``: auto (int8 convolutions on a CPU), fp32 or int8 (phenotyping.bundle)."""
     import mlflow
 
     from pipelines.registry import tracking_uri
@@ -84,7 +88,10 @@ def load_model(uri: str, tracking: str | None = None) -> LoadedModel:
         except mlflow.exceptions.MlflowException as e:
             raise InputError(f"cannot resolve {uri}: {e.message}") from None
     # load the version the alias resolved to, not the alias again: it may move in between
-    model = mlflow.pyfunc.load_model(f"models:/{version}" if uri.startswith("models:/") else uri)
+    model = mlflow.pyfunc.load_model(
+        f"models:/{version}" if uri.startswith("models:/") else uri,
+        model_config={"precision": precision},
+    )
     return LoadedModel(uri, version, model.unwrap_python_model().bundle)
 
 
@@ -151,14 +158,44 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
+def encoded_ahead(
+    bundle: Bundle,
+    chunks: Iterable[list[Record]],
+    workers: int,
+    skip: Callable[[int], bool] = lambda k: False,
+) -> Iterator[tuple[int, list[Record], tuple[list[list[int]], np.ndarray] | None]]:
+    """Each chunk, in order, with its good records' token ids (None where ``skip(k)``).
+
+    Up to ``workers + 1`` chunks are being tokenized in worker processes while the
+    caller scores the current one, so memory stays a few chunks whatever the input's
+    size; ``workers=0`` tokenizes each chunk in this process when it is reached."""
+    pending: deque[tuple[int, list[Record], Future | None]] = deque()
+    numbered = enumerate(chunks)
+    with ChunkEncoder(bundle, workers) as encoder:
+
+        def feed() -> None:
+            while len(pending) < workers + 1 and (nxt := next(numbered, None)):
+                k, chunk = nxt
+                texts = [r.text for r in chunk if not r.error]
+                pending.append((k, chunk, None if skip(k) else encoder.submit(texts)))
+
+        feed()
+        while pending:
+            k, chunk, todo = pending.popleft()
+            feed()  # the workers start on the next chunks before this one is scored
+            yield k, chunk, None if todo is None else todo.result()
+
+
 def score_records(
     model: LoadedModel,
     chunk: list[Record],
     batch_size: int,
     tasks: list[str],
     pad_to: int | None = None,
+    encoded: tuple[list[list[int]], np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """One output row per record: error rows for bad ones, the model's columns for the rest."""
+    """One output row per record: error rows for bad ones, the model's columns for the rest.
+    ``encoded``: the good records' token ids and cut flags, if already encoded elsewhere."""
     # oneDNN caches compiled convolutions per input shape, each with its scratch
     # memory: over 3,000 reports of varying length the cache held ~1 GB more than
     # the job needs (2 GB more over 10,000 warehouse notes), and switching it off
@@ -168,7 +205,8 @@ def score_records(
     good = [r for r in chunk if not r.error]
     limit = model.bundle.tokenizer.config.max_chars
     if good:
-        ids, cut = encode(model.bundle, [r.text for r in good])
+        ids, cut = encoded if encoded is not None else encode(model.bundle, [r.text for r in good])
+        cut = cut.copy()
         cut |= np.array([len(r.text) > limit for r in good])
         scored = predictions(
             model.bundle, ids, cut, [r.report_id for r in good], batch_size, pad_to
@@ -222,11 +260,14 @@ def predict(
     id_column: str = "report_id",
     text_column: str = "text",
     pad_to: int | None = None,
+    workers: int = DEFAULT_WORKERS,
 ) -> dict[str, object]:
     """Score ``input`` into ``output``; returns the summary.
 
-    ``pad_to`` pads every batch to a fixed width, as the published MT-CNN code
-    does (3,000 tokens); only the benchmark uses it, as its baseline.
+    ``workers``: processes that tokenize the next chunks while this one scores
+    (0: tokenize in this process). ``pad_to`` pads every batch to a fixed width,
+    as the published MT-CNN code does (3,000 tokens); only the benchmark uses it,
+    as its baseline.
     """
     input, output = Path(input), Path(output)
     if output.suffix.lower() not in (".parquet", ".csv"):
@@ -235,6 +276,8 @@ def predict(
         raise InputError(
             f"--chunk-size and --batch-size must be at least 1 (got {chunk_size}, {batch_size})"
         )
+    if workers < 0:
+        raise InputError(f"--workers must be 0 or more (got {workers})")
     if not input.exists():
         raise InputError("no such input file or folder", path=input)
     if output.resolve() == input.resolve():
@@ -271,12 +314,17 @@ def predict(
             (parts / "job.json").write_text(json.dumps(job, indent=2) + "\n")
             bar = tqdm(desc="scoring reports", unit=" reports", disable=None)
             records = read_records(input, id_column, text_column)
-            for k, chunk in enumerate(_chunks(records, chunk_size)):
-                part = parts / f"part-{k:06d}.parquet"
-                if part.exists():
+
+            def done_before(k: int) -> bool:
+                return (parts / f"part-{k:06d}.parquet").exists()
+
+            ahead = encoded_ahead(model.bundle, _chunks(records, chunk_size), workers, done_before)
+            for k, chunk, encoded in ahead:
+                if encoded is None:
                     skipped += 1
                 else:
-                    df = score_records(model, chunk, batch_size, tasks, pad_to)
+                    df = score_records(model, chunk, batch_size, tasks, pad_to, encoded)
+                    part = parts / f"part-{k:06d}.parquet"
                     _write_atomic(
                         pa.Table.from_pandas(df, schema=schema, preserve_index=False), part
                     )

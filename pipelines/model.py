@@ -86,7 +86,12 @@ class KinpathModel(PythonModel):
     """pyfunc wrapper; the bundle folder is the ``bundle`` artifact."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        self.bundle = load_bundle(Path(context.artifacts["bundle"]))
+        """``model_config={"precision": "fp32"}`` at load time scores as trained; the
+        default, ``auto``, uses int8 convolutions on a CPU (phenotyping.bundle)."""
+        config = getattr(context, "model_config", None) or {}
+        self.bundle = load_bundle(
+            Path(context.artifacts["bundle"]), precision=config.get("precision", "auto")
+        )
 
     def predict(
         self,

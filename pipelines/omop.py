@@ -223,9 +223,11 @@ def score_notes(
     chunk_size: int = 500,
     batch_size: int = 32,
     concepts: bool = False,
+    workers: int = 1,
 ) -> dict[str, object]:
-    """Score the selected notes into NOTE_NLP, one transaction per chunk; returns a summary."""
-    from pipelines.batch import score_records
+    """Score the selected notes into NOTE_NLP, one transaction per chunk; returns a summary.
+    ``workers``: processes tokenizing the next chunks while one is scored (0: none)."""
+    from pipelines.batch import encoded_ahead, score_records
 
     if chunk_size < 1 or batch_size < 1:
         raise InputError(
@@ -265,9 +267,10 @@ def score_notes(
         chunk_no = -1 if last_chunk is None else int(last_chunk)
         notes = rows_written = 0
         kinds: Counter[str] = Counter()
-        for chunk in _notes(reader, selection, system, after, chunk_size):
+        notes_read = _notes(reader, selection, system, after, chunk_size)
+        for _, chunk, encoded in encoded_ahead(model.bundle, notes_read, workers):
             chunk_no += 1
-            df = score_records(model, chunk, batch_size, tasks)
+            df = score_records(model, chunk, batch_size, tasks, encoded=encoded)
             good = df[df["status"] != "error"].to_dict("records")
             errors = [
                 {"note_id": r.report_id, "kind": r.error, "detail": r.detail}

@@ -21,3 +21,22 @@ def test_init_vectors_and_freezing() -> None:
     net = MTCNN(10, {"x": 2}, embedding_dim=4, filters=2, init_vectors=init, freeze_embeddings=True)
     torch.testing.assert_close(net.embedding.weight.data, init)
     assert not net.embedding.weight.requires_grad
+
+
+def test_int8_convolutions_agree_with_fp32() -> None:
+    torch.manual_seed(0)
+    net = MTCNN(200, {"site": 6, "histology": 40}, embedding_dim=32, filters=24).eval()
+    tokens = torch.randint(2, 200, (6, 90))
+    lengths = torch.tensor([90, 70, 40, 12, 6, 5])
+    with torch.inference_mode():
+        fp32 = {t: torch.softmax(v, -1) for t, v in net(tokens, lengths).items()}
+        maps = [torch.relu(c(net.embedding(tokens).transpose(1, 2))) for c in net.convs]
+        net.use_int8()
+        int8 = {t: torch.softmax(v, -1) for t, v in net(tokens, lengths).items()}
+        quantized = net.int8(net.embedding(tokens))
+    for a, b in zip(maps, quantized, strict=True):  # same shapes, close values
+        assert a.shape == b.shape
+        assert (a - b).abs().max() < 0.05 * a.abs().max()
+    for t in fp32:
+        assert (fp32[t] - int8[t]).abs().max() < 0.02
+        assert (fp32[t].argmax(1) == int8[t].argmax(1)).all()

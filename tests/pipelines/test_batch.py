@@ -136,3 +136,19 @@ def test_logs_carry_no_report_text(registered: Registered, tmp_path: Path) -> No
         t = " ".join(text.lower().split())
         for i in range(0, len(t) - 30, 30):
             assert t[i : i + 30] not in logs
+
+
+def test_worker_processes_keep_the_order_and_the_answers(
+    registered: Registered, tmp_path: Path
+) -> None:
+    _bad_csv(tmp_path / "in.csv")
+    model = load_model(registered.champion, registered.tracking_uri, precision="fp32")
+    outs = {}
+    for workers in (0, 2):
+        out = tmp_path / f"out{workers}.parquet"
+        predict(model, tmp_path / "in.csv", out, chunk_size=2, workers=workers)
+        outs[workers] = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(outs[0], outs[2])  # same rows, same order, same codes
+    assert outs[2]["record"].tolist() == list(range(1, 11))
+    with pytest.raises(InputError, match="--workers"):
+        predict(model, tmp_path / "in.csv", tmp_path / "bad.parquet", workers=-1)
