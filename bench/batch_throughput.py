@@ -9,6 +9,9 @@ write parquet parts, merge) in its own process, so that peak memory is its own:
   the default of ``kinpath predict``) and int8 convolutions (``precision auto``);
 * padded: the fp32 path with every batch padded to 3,000 tokens, as the
   published MT-CNN code pads every report (on a tenth of the reports: it is slow);
+* with a trained model, also the fp32 path with the default architecture
+  (3×300 filters, untrained): the path as it was before the TCGA configs chose
+  100 filters a window on validation;
 * with ``--postgres``: the new path reading OMOP ``NOTE`` rows from a real
   PostgreSQL server (pgserver) into ``NOTE_NLP`` (``pipelines.omop.score_notes``).
 
@@ -291,6 +294,11 @@ def main() -> None:
         old = run(d / "bundle", d / "reports.csv", d / "old.parquet", None, None, 0, "fp32")
         new = run(d / "bundle", d / "reports.csv", d / "new.parquet", None, None, a.workers, "auto")
         base = run(d / "bundle", d / "reports.csv", d / "base.parquet", 3000, nb, 0, "fp32")
+        default = None
+        if trained:  # the path as the issue measured it: the default 3 x 300 filters, fp32
+            make_bundle(d / "reports.csv", d / "default")
+            default = run(d / "default", d / "reports.csv", d / "default.parquet", None, None, 0,
+                          "fp32")  # fmt: skip
         pg = None
         if a.postgres:
             import pgserver
@@ -324,6 +332,13 @@ def main() -> None:
         "padded_3000_reports": base["reports"], "padded_3000_reports_per_s": round(rate["base"], 1),
         "speedup_fp32_vs_padded": round(rate["old"] / rate["base"], 2),
     }, indent=2))  # fmt: skip
+    if default is not None:
+        default_rate = default["reports"] / default["seconds"]
+        print(json.dumps({
+            "default_architecture_fp32_reports_per_s": round(default_rate, 1),
+            "default_architecture_fp32_peak_mb": round(default["peak_mb"]),
+            "speedup_vs_default_architecture_fp32": round(rate["new"] / default_rate, 2),
+        }, indent=2))  # fmt: skip
     if parity is not None:
         worst = max(abs(v["difference"]) for v in parity.values())
         print(json.dumps({"macro_f1_test_splits": parity, "largest_difference": worst,

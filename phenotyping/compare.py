@@ -5,9 +5,10 @@ vectors on the same scale; ``word2vec``; ``kg-joint``) the phenotyping
 LightningCLI fits the config's model, which ends by testing its best
 checkpoint; each fit is its own MLflow run (run name ``mtcnn-<init>``). The
 TF-IDF + logistic regression baseline runs on the same split and is logged as
-an MLflow run too (``tfidf-logreg``). The table (micro- and macro-F1 per task,
-and coverage at the target accuracy) is printed and written as Markdown and
-JSON.
+an MLflow run too (``tfidf-logreg``). The table (a row per method: micro- and
+macro-F1 and coverage at the target accuracy per task, and macro-F1 over the
+rare codes) is printed and written as Markdown and JSON. ``kinpath run`` makes
+the same table for initializations × heads × seeds.
 """
 
 from __future__ import annotations
@@ -73,33 +74,11 @@ def compare(
         results["tfidf-logreg"] = metrics
         _log_baseline(metrics, tfidf, dm.summary())
     tasks = list(dm.tasks) if dm is not None else []
-    table = results_table(results, tasks)
+    table = method_table(results, tasks)
     print(table)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(table)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-
-
-def results_table(
-    results: dict[str, dict[str, float]], tasks: list[str], prefix: str = "test"
-) -> str:
-    """Markdown: one row per task, micro/macro-F1 per method, coverage for each.
-
-    ``prefix`` picks the split: ``test`` (pooled) or ``test/<table>`` for one table's."""
-    methods = list(results)
-    head = ["task"] + [
-        f"{m} {k}" for m in methods for k in ("micro-F1", "macro-F1", "coverage@97%")
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for t in tasks:
-        cells = [t]
-        for m in methods:
-            r = results[m]
-            for k in ("micro_f1", "macro_f1", "coverage"):
-                v = r.get(f"{prefix}/{t}/{k}")
-                cells.append("—" if v is None else f"{v:.3f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def aggregate_seeds(runs: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
