@@ -34,14 +34,14 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 
 from embeddings.tokenize import ReportTokenizer
 from phenotyping.decode import Decoder
-from phenotyping.network import MTCNN
+from phenotyping.network import MTCNN, LabelKnowledgeHead
 from phenotyping.scope import similarity
 from phenotyping.vocab import MIN_TOKENS, PAD, UNK, Vocabulary
 
@@ -76,15 +76,15 @@ def save_bundle(folder: Path, module: MTCNNModule, dm: ReportDataModule) -> Path
         np.save(folder / "centroids.npy", module.centroids.astype(np.float32))
     manifests = {"embeddings": dm.embedding_manifest, "data": dm.summary()}
     if module.net.knowledge_tasks:
-        vectors = {t: module.net.heads[t].label_vectors.cpu().numpy()
-                   for t in module.net.knowledge_tasks}  # fmt: skip
+        heads = {
+            t: cast(LabelKnowledgeHead, module.net.heads[t]) for t in module.net.knowledge_tasks
+        }
+        vectors = {t: h.label_vectors.cpu().numpy() for t, h in heads.items()}
         np.savez(folder / "label_vectors.npz", **vectors)
         manifests["label_vectors"] = {
             "graph_checksum": module.hierarchy.graph_checksum,
             "tasks": {t: list(v.shape) for t, v in vectors.items()},
-            "classes_from_graph_alone": {
-                t: int((module.net.heads[t].trained == 0).sum()) for t in vectors
-            },
+            "classes_from_graph_alone": {t: int((h.trained == 0).sum()) for t, h in heads.items()},
         }
     (folder / "manifests.json").write_text(json.dumps(manifests, indent=2, default=str) + "\n")
     return folder

@@ -290,11 +290,8 @@ class MTCNNModule(pl.LightningModule):
             names = np.array(maps.get(t, []), dtype=object)
             if not len(names):
                 continue
-            f1 = rare_macro_f1(
-                dm.codes(t, index),
-                names[probs[t].argmax(1)],
-                counts[t],  # type: ignore[attr-defined]
-            )
+            truth = dm.codes(t, index)  # type: ignore[attr-defined]
+            f1 = rare_macro_f1(truth, names[probs[t].argmax(1)], counts[t])
             if f1 is not None:
                 out[f"{prefix}/{t}/rare_macro_f1"] = f1
         return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -66,6 +67,9 @@ class LabelKnowledgeHead(nn.Module):
     softmax uses 16-30): at 5 or 10 a class without training reports stayed below the
     trained ones whatever the report said (tests/phenotyping/test_labels.py).
     """
+
+    label_vectors: torch.Tensor
+    trained: torch.Tensor
 
     def __init__(
         self,
@@ -124,7 +128,9 @@ class Int8Convs(nn.Module):
     stays within 0.01 of fp32.
     """
 
-    def __init__(self, convs: nn.ModuleList, kernel_sizes: Sequence[int]):
+    biases: torch.Tensor
+
+    def __init__(self, convs: Sequence[nn.Conv1d], kernel_sizes: Sequence[int]):
         super().__init__()
         import warnings
 
@@ -143,8 +149,12 @@ class Int8Convs(nn.Module):
             warnings.simplefilter("ignore")
             from torch.ao.quantization import quantize_dynamic
 
-            self.gemms = quantize_dynamic(nn.ModuleList(linears), {nn.Linear}, dtype=torch.qint8)
-        self.register_buffer("biases", torch.stack([c.bias.detach() for c in convs]))
+            self.gemms: nn.ModuleList = quantize_dynamic(
+                nn.ModuleList(linears), {nn.Linear}, dtype=torch.qint8
+            )
+        self.register_buffer(
+            "biases", torch.stack([cast(torch.Tensor, c.bias).detach() for c in convs])
+        )
 
     def forward(self, emb: torch.Tensor) -> list[torch.Tensor]:
         """``[B, T, D]`` → per width, ``[B, F, T-k+1]`` after ReLU (as the convolutions give)."""
@@ -206,7 +216,8 @@ class MTCNN(nn.Module):
     ) -> None:
         """Give these tasks a :class:`LabelKnowledgeHead` with these class vectors."""
         for t, v in label_vectors.items():
-            n = self.heads[t].out_features if t in self.heads else None
+            head = self.heads[t] if t in self.heads else None  # noqa: SIM401 (no ModuleDict.get)
+            n = int(head.out_features) if isinstance(head, nn.Linear) else None
             if n is None or tuple(v.shape) != (n, self.embedding.embedding_dim):
                 raise ValueError(f"label vectors of {t} are {tuple(v.shape)}, expected "
                                  f"{(n, self.embedding.embedding_dim)}")  # fmt: skip
@@ -217,7 +228,7 @@ class MTCNN(nn.Module):
 
     def use_int8(self) -> MTCNN:
         """Score with int8 convolutions (:class:`Int8Convs`) from now on: inference only."""
-        self.int8 = Int8Convs(self.convs, self.kernel_sizes)
+        self.int8 = Int8Convs([cast(nn.Conv1d, c) for c in self.convs], self.kernel_sizes)
         return self.eval()
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
