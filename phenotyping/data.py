@@ -25,6 +25,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -303,7 +304,7 @@ class ReportDataModule(pl.LightningDataModule):
             if t not in self.encoders:
                 continue
             old = self.encoders[t]
-            near = nearby_codes(kg, t, set(old.classes))
+            near = nearby_codes(kg, set(self._term_tokens[t]), set(old.classes))
             self.encoders[t] = LabelEncoder(t, tuple(sorted(near)))
             log.info("task %s: %d classes, %d of them from the graph alone",
                      t, len(self.encoders[t]), len(self.encoders[t]) - len(old))  # fmt: skip
@@ -329,7 +330,7 @@ class ReportDataModule(pl.LightningDataModule):
         """The label strings of ``rows`` for a task ("" = missing), unseen codes included."""
         return self.table[task].fillna("").astype(str).to_numpy()[rows]
 
-    @property
+    @cached_property
     def train_code_counts(self) -> dict[str, dict[str, int]]:
         """Per task, training reports per code (what makes a code rare)."""
         tr = self.splits["train"]

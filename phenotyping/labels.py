@@ -51,11 +51,13 @@ def code_terms(graph: KnowledgeGraph) -> dict[str, dict[str, list[str]]]:
     return {t: {c: sorted(v) for c, v in sorted(m.items())} for t, m in out.items()}
 
 
-def nearby_codes(graph: KnowledgeGraph, task: str, trained: set[str], hops: int = 2) -> set[str]:
-    """The task's graph codes within ``hops`` PAR/CHD steps of a trained code (those included)."""
+def nearby_codes(
+    graph: KnowledgeGraph, known: set[str], trained: set[str], hops: int = 2
+) -> set[str]:
+    """The codes among ``known`` (a task's graph codes, :func:`code_terms`) within ``hops``
+    PAR/CHD steps of a trained code; the trained codes included."""
     a = graph.atoms
     icd = a[a["sab"] == "ICDO3"]
-    known = set(code_terms(graph)[task])
     concepts: dict[str, set[str]] = defaultdict(set)  # class code -> concepts
     codes: dict[str, set[str]] = defaultdict(set)  # concept -> class codes
     for cui, code in zip(icd["cui"], icd["code"], strict=True):

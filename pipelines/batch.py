@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from kg.errors import InputError
 from kg.reports import table_sha256
-from phenotyping.bundle import Bundle, ChunkEncoder, encode
+from phenotyping.bundle import Bundle, ChunkEncoder
 from pipelines.model import output_columns, output_types, predictions
 from pipelines.records import Record, read_records
 
@@ -191,11 +191,11 @@ def score_records(
     chunk: list[Record],
     batch_size: int,
     tasks: list[str],
+    encoded: tuple[list[list[int]], np.ndarray],
     pad_to: int | None = None,
-    encoded: tuple[list[list[int]], np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """One output row per record: error rows for bad ones, the model's columns for the rest.
-    ``encoded``: the good records' token ids and cut flags, if already encoded elsewhere."""
+    ``encoded``: the good records' token ids and cut flags (:func:`encoded_ahead`)."""
     # oneDNN caches compiled convolutions per input shape, each with its scratch
     # memory: over 3,000 reports of varying length the cache held ~1 GB more than
     # the job needs (2 GB more over 10,000 warehouse notes), and switching it off
@@ -205,7 +205,7 @@ def score_records(
     good = [r for r in chunk if not r.error]
     limit = model.bundle.tokenizer.config.max_chars
     if good:
-        ids, cut = encoded if encoded is not None else encode(model.bundle, [r.text for r in good])
+        ids, cut = encoded
         cut = cut.copy()
         cut |= np.array([len(r.text) > limit for r in good])
         scored = predictions(
@@ -323,7 +323,7 @@ def predict(
                 if encoded is None:
                     skipped += 1
                 else:
-                    df = score_records(model, chunk, batch_size, tasks, pad_to, encoded)
+                    df = score_records(model, chunk, batch_size, tasks, encoded, pad_to)
                     part = parts / f"part-{k:06d}.parquet"
                     _write_atomic(
                         pa.Table.from_pandas(df, schema=schema, preserve_index=False), part

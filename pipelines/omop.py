@@ -270,7 +270,8 @@ def score_notes(
         notes_read = _notes(reader, selection, system, after, chunk_size)
         for _, chunk, encoded in encoded_ahead(model.bundle, notes_read, workers):
             chunk_no += 1
-            df = score_records(model, chunk, batch_size, tasks, encoded=encoded)
+            assert encoded is not None  # no chunk is skipped here: progress resumes the cursor
+            df = score_records(model, chunk, batch_size, tasks, encoded)
             good = df[df["status"] != "error"].to_dict("records")
             errors = [
                 {"note_id": r.report_id, "kind": r.error, "detail": r.detail}
