@@ -99,6 +99,9 @@ class FitConfig:
     inits: list[str] = field(default_factory=lambda: ["random", "word2vec", "kg-joint"])
     heads: list[str] = field(default_factory=lambda: ["plain"])  # and/or label-knowledge
     seeds: list[int] = field(default_factory=list)  # empty: the run's one seed
+    # extra seeds for some methods only ("<init> / <heads>": [seeds]), for the comparisons
+    # that need a spread without paying for every method's
+    more_seeds: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,10 @@ def run(
         if h not in HEADS:
             raise InputError(f"fit.heads: {h!r} is not one of {HEADS}")
     methods_fitted = [method_name(i, h) for i in fit.inits for h in fit.heads]
+    for m in fit.more_seeds:
+        if _champion_method(m, fit) not in methods_fitted or "/" not in m:
+            raise InputError(f"fit.more_seeds: {m!r} is not '<init> / <heads>' of a fitted "
+                             f"method ({', '.join(methods_fitted)})")  # fmt: skip
     if (
         registry.champion != "best"
         and _champion_method(registry.champion, fit) not in methods_fitted
@@ -237,7 +244,10 @@ def run(
 
     valid_sha = file_sha256(Path(data.valid_combinations)) if data.valid_combinations else None
     data_settings = asdict(data) | {"sha256": given_sha, "valid_sha256": valid_sha}
-    data_out = st.run("data", data_settings, [], data_stage)
+    # given tables: the stage only records them, so no code of ours enters its key (an edit to
+    # the orchestration must not redo hours of fits); synthetic ones come from pipelines/
+    data_out = st.run("data", data_settings, [], data_stage,
+                      packages=() if data.reports else ("pipelines",))  # fmt: skip
     reports = [Path(p) for p in data_out["reports"]]
     valid = data.valid_combinations or data_out.get("valid_combinations")
 
@@ -280,7 +290,9 @@ def run(
     config_sha = file_sha256(Path(fit.config)) if fit.config else None
     for init in fit.inits:
         for heads in fit.heads:
-            for s in fit.seeds or [seed]:
+            extra = next((v for m, v in fit.more_seeds.items()
+                          if _champion_method(m, fit) == method_name(init, heads)), [])  # fmt: skip
+            for s in dict.fromkeys([*(fit.seeds or [seed]), *extra]):
                 out = st.run(
                     f"fit-{init}-{heads}-{s}",
                     {"init": init, "heads": heads, "seed": s, "config": fit.config,

@@ -100,8 +100,10 @@ def test_end_to_end_then_cached(
     assert sixth["timings"]["fit-random-plain-42"] != "cached"
     assert sixth["timings"]["fit-retrofit-label-knowledge-42"] == "cached"
 
-    # a second seed adds its fits and leaves the first seed's cached; the table shows the spread
-    kw |= {"fit": FitConfig(inits=["random", "retrofit"], seeds=[42, 7], fit_args=args),
+    # a second seed for one method adds its fit and leaves the first seed's cached; the table
+    # shows that method's spread
+    kw |= {"fit": FitConfig(inits=["random", "retrofit"], seeds=[42], fit_args=args,
+                            more_seeds={"random / plain": [7]}),
            "registry": RegistryConfig(champion="best")}  # fmt: skip
     seventh = run(**kw)  # type: ignore[arg-type]
     assert (
@@ -110,6 +112,7 @@ def test_end_to_end_then_cached(
         == "cached"
     )
     assert seventh["timings"]["fit-random-plain-7"] != "cached"
+    assert "fit-retrofit-plain-7" not in seventh["timings"]
     assert " ± " in (tmp_path / "work/report/results.md").read_text()
 
 
@@ -124,3 +127,33 @@ def test_the_environment_and_the_project_decide_the_store(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert resolve_tracking_uri(None) == "http://127.0.0.1:5000"  # the environment wins
     assert resolve_tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
+
+
+def test_an_edit_to_the_orchestration_keeps_the_fits_of_a_given_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a user's table is only recorded by the data stage: editing pipelines/ must not redo
+    # the hours of fits made from it (it did: the data stage's key held pipelines/ code)
+    import pipelines.run as run_module
+    from pipelines.synthetic import synthetic_reports
+
+    monkeypatch.chdir(tmp_path)
+    table = tmp_path / "reports.csv"
+    synthetic_reports(60).to_csv(table, index=False)
+    kw = dict(
+        work=tmp_path / "work", tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}",
+        data=DataConfig(reports=[str(table)]),
+        embeddings=EmbeddingConfig(word2vec=Word2VecConfig(vector_size=16, epochs=2, min_count=1)),
+        fit=FitConfig(inits=["random"], fit_args=["--trainer.max_epochs=1", "--model.filters=8",
+                      "--data.max_length=200", "--trainer.enable_progress_bar=false"]),
+        registry=RegistryConfig(champion="random"),
+    )  # fmt: skip
+    run(**kw)  # type: ignore[arg-type]
+    checksum = run_module.source_checksum
+    monkeypatch.setattr(
+        run_module, "source_checksum",
+        lambda packages=run_module.PACKAGES: checksum(packages) + ("+edit" if "pipelines" in packages else ""),
+    )  # fmt: skip
+    edited = run(**kw)["timings"]  # type: ignore[arg-type]
+    assert edited["data"] == edited["embeddings"] == edited["fit-random-plain-42"] == "cached"
+    assert edited["report"] != "cached"  # the stages that run pipelines/ code are redone
