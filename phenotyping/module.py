@@ -51,8 +51,10 @@ def masked_multitask_loss(
     labels: torch.Tensor,
     tasks: list[str],
     weights: dict[str, torch.Tensor] | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Sum over tasks of the mean cross-entropy of the labelled reports.
+    """Sum over tasks of the mean cross-entropy of the labelled reports (class-weighted and
+    label-smoothed when asked).
 
     ``labels`` is ``[B, tasks]``; entries below 0 (missing, or unseen in
     training) are masked. A task without any label in the batch is left out of
@@ -64,7 +66,9 @@ def masked_multitask_loss(
         keep = y >= 0
         if keep.any():
             w = None if weights is None else weights[t]
-            per_task[t] = F.cross_entropy(logits[t][keep].float(), y[keep], weight=w)
+            per_task[t] = F.cross_entropy(
+                logits[t][keep].float(), y[keep], weight=w, label_smoothing=label_smoothing
+            )
     if per_task:
         return torch.stack(list(per_task.values())).sum(), per_task
     # nothing labelled at all: a zero that still belongs to the graph, with zero gradient
@@ -95,11 +99,13 @@ class MTCNNModule(pl.LightningModule):
         init: str = "pretrained",
         freeze_embeddings: bool = False,
         lr: float = 1e-3,
+        embedding_lr: float | None = None,
         betas: tuple[float, float] = (0.9, 0.99),
         weight_decay: float = 0.0,
         target_accuracy: float = 0.97,
         task_targets: dict[str, float] | None = None,
         class_weights: dict[str, list[float]] | None = None,
+        label_smoothing: float = 0.0,
         label_maps: dict[str, list[str]] | None = None,
         init_vectors: torch.Tensor | None = None,
         coding_rules: dict | None = None,
@@ -119,11 +125,15 @@ class MTCNNModule(pl.LightningModule):
             init: "pretrained" (the embeddings' vectors) or "random" (same vocabulary, random vectors).
             freeze_embeddings: Keep the word vectors fixed.
             lr: Adam learning rate.
+            embedding_lr: Learning rate of the word-vector table (None: ``lr``).
             betas: Adam betas.
             weight_decay: Adam weight decay.
             target_accuracy: Accuracy the abstention thresholds must reach.
             task_targets: Per-task targets overriding target_accuracy.
-            class_weights: Per-task class weights (linked from the data when enabled there).
+            class_weights: Per-task class weights of the training loss (linked from the data
+                when enabled there); validation and test losses stay unweighted, so that
+                checkpoints are chosen and runs compared on the same quantity.
+            label_smoothing: Label smoothing of the training loss (0: none).
             label_maps: Class names per task (linked from the data).
             init_vectors: Initial word vectors (linked from the data).
             coding_rules: The graph's back-off hierarchy and the valid site × histology
@@ -201,7 +211,11 @@ class MTCNNModule(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["tokens"], batch["lengths"])
         loss, per_task = masked_multitask_loss(
-            logits, batch["labels"], self.tasks, self._weights_on(self.device)
+            logits,
+            batch["labels"],
+            self.tasks,
+            self._weights_on(self.device),
+            self.hparams.get("label_smoothing", 0.0),
         )
         bs = len(batch["tokens"])
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
@@ -213,9 +227,7 @@ class MTCNNModule(pl.LightningModule):
         enc = self.net.encode(batch["tokens"], batch["lengths"])
         logits = self.net.classify(enc)
         z = enc.z
-        loss, _ = masked_multitask_loss(
-            logits, batch["labels"], self.tasks, self._weights_on(self.device)
-        )
+        loss, _ = masked_multitask_loss(logits, batch["labels"], self.tasks)
         self.log(f"{split}/loss", loss, prog_bar=split == "val", batch_size=len(batch["tokens"]))
         probs = {t: torch.softmax(v.float(), -1).cpu().numpy() for t, v in logits.items()}
         sim = (
@@ -462,7 +474,11 @@ class MTCNNModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
+        table = self.net.embedding.weight
+        rest = [p for p in self.parameters() if p.requires_grad and p is not table]
+        groups: list[dict] = [{"params": rest}]
+        if table.requires_grad:
+            groups.append({"params": [table], "lr": hp.get("embedding_lr") or hp["lr"]})
         return torch.optim.Adam(
-            params, lr=hp["lr"], betas=tuple(hp["betas"]), weight_decay=hp["weight_decay"]
+            groups, lr=hp["lr"], betas=tuple(hp["betas"]), weight_decay=hp["weight_decay"]
         )

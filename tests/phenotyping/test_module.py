@@ -35,3 +35,39 @@ def test_no_label_at_all_is_a_zero_with_zero_gradient() -> None:
     assert per_task == {} and loss.item() == 0.0
     loss.backward()
     assert torch.count_nonzero(logits["t"].grad) == 0
+
+
+def test_the_long_tail_options_change_training_only() -> None:
+    # class weights and label smoothing shape the training loss; the validation loss that
+    # picks checkpoints (and compares runs) stays the plain cross-entropy
+    torch.manual_seed(0)
+    tokens, lengths = torch.randint(2, 30, (6, 10)), torch.full((6,), 10)
+    batch = {"tokens": tokens, "lengths": lengths, "labels": torch.tensor([[0], [1], [2]] * 2),
+             "index": torch.arange(6)}  # fmt: skip
+    losses = {}
+    for name, kw in {"plain": {}, "weighted": {"class_weights": {"site": [5.0, 1.0, 0.1]}},
+                     "smoothed": {"label_smoothing": 0.2}}.items():  # fmt: skip
+        torch.manual_seed(0)
+        m = MTCNNModule(vocab_size=30, num_classes={"site": 3}, embedding_dim=8, filters=4,
+                        dropout=0.0, **kw)  # type: ignore[arg-type]  # fmt: skip
+        logged: dict[str, float] = {}
+        m.log = lambda k, v, logged=logged, **_: logged.__setitem__(k, float(v))  # type: ignore[method-assign]
+        train_loss = float(m.training_step(batch, 0))
+        with torch.no_grad():
+            m._eval_step(batch, "val")
+        losses[name] = (train_loss, logged)
+    train = {k: v[0] for k, v in losses.items()}
+    val = {k: v[1]["val/loss"] for k, v in losses.items()}
+    assert train["weighted"] != train["plain"] and train["smoothed"] != train["plain"]
+    assert val["weighted"] == val["smoothed"] == val["plain"]
+
+
+def test_the_word_vectors_can_learn_slower_than_the_rest() -> None:
+    m = MTCNNModule(vocab_size=30, num_classes={"site": 3}, embedding_dim=8, filters=4,
+                    lr=1e-3, embedding_lr=1e-4)  # fmt: skip
+    groups = m.configure_optimizers().param_groups
+    table = next(g for g in groups if any(p is m.net.embedding.weight for p in g["params"]))
+    assert table["lr"] == 1e-4 and len(table["params"]) == 1
+    assert {g["lr"] for g in groups} == {1e-3, 1e-4}
+    n = sum(len(g["params"]) for g in groups)
+    assert n == sum(1 for p in m.parameters() if p.requires_grad)  # every weight, once
