@@ -28,7 +28,6 @@ start per slice: bench/embeddings_speed.py measures the ratio.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -36,17 +35,12 @@ import scipy.sparse as sp
 from gensim.models import KeyedVectors, Word2Vec
 from tqdm.auto import tqdm
 
+from embeddings.config import JointConfig, Word2VecConfig
 from embeddings.corpus import Corpus
 from embeddings.retrofit import pair_matrix
-from embeddings.word2vec import Word2VecConfig, new_model
+from embeddings.word2vec import new_model
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class JointConfig:
-    lam: float = 2.0
-    steps_per_epoch: int = 10
 
 
 class LaplacianStep:

@@ -20,27 +20,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from gensim.models import KeyedVectors, Word2Vec
 from gensim.models.callbacks import CallbackAny2Vec
 from tqdm.auto import tqdm
 
+from embeddings.config import Word2VecConfig
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Word2VecConfig:
-    vector_size: int = 300
-    sg: int = 1
-    window: int = 5
-    negative: int = 10
-    sample: float = 1e-4
-    min_count: int = 3
-    epochs: int = 10
-    alpha: float = 0.025
-    min_alpha: float = 0.0001
-    workers: int = 2
 
 
 def new_model(config: Word2VecConfig, seed: int) -> Word2Vec:

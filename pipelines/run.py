@@ -46,13 +46,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from embeddings.joint import JointConfig
-from embeddings.word2vec import Word2VecConfig
+from embeddings.config import JointConfig, Word2VecConfig
 from kg.errors import InputError
 from kg.graph import build_graph, file_sha256
 from kg.pairs import PairConfig
 from kg.reports import read_reports, table_paths, table_sha256
-from phenotyping.compare import aggregate_seeds, method_table
+from phenotyping.table import aggregate_seeds, method_table
 from pipelines.report import task_names
 
 log = logging.getLogger(__name__)

@@ -76,7 +76,7 @@ def test_malformed_row_exits_2_or_is_skipped(tmp_path: Path, fixtures: Path) -> 
 HEAVY = ("torch", "spacy", "pytorch_lightning", "mlflow", "gensim", "sklearn")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["run", "--help"]])
 def test_help_loads_no_heavy_library(argv: list[str]) -> None:
     code = (
         "import sys\nfrom pipelines.cli import main\n"
