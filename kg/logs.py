@@ -5,8 +5,9 @@ INFO lines from kinpath's packages on standard error, and the warnings that
 libraries raise about themselves rather than about the user's data silenced —
 scispacy's empty abbreviation matcher (W036), spaCy's regex FutureWarning,
 LightningCLI's note on ``args``, PyTorch's pytree deprecation, Lightning's
-logging-interval hint on small data, MLflow's input-example advice (kinpath
-stores no report as an example, on purpose) and its artifact progress bars.
+logging-interval hint on small data and its advertisement for a cloud logger,
+MLflow's input-example advice (kinpath stores no report as an example, on
+purpose) and its artifact progress bars.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ IGNORED = (
 
 
 class _Drop(logging.Filter):
-    """Drops MLflow's cloudpickle advice, which concerns how the model is logged, not the user."""
+    """Drops a library's line that concerns the library, not the user's work."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "causes it to be serialized using CloudPickle" not in record.getMessage()
+        return self.text not in record.getMessage()
 
 
 def setup(level: int = logging.INFO) -> None:
@@ -41,7 +46,13 @@ def setup(level: int = logging.INFO) -> None:
     for noisy in ("gensim", "nmslib", "pykeen", "torch_max_mem", "mlflow.store.db.utils",
                   "alembic", "mlflow.tracking.fluent"):  # fmt: skip
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("mlflow.pyfunc").addFilter(_Drop())
+    # MLflow's cloudpickle advice concerns how the model is logged; Lightning's tip advertises
+    # a hosted logger (the GPU/TPU lines before it stay: they say where a fit runs)
+    logging.getLogger("mlflow.pyfunc").addFilter(
+        _Drop("causes it to be serialized using CloudPickle")
+    )
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_Drop("litlogger"))
     for pattern in IGNORED:
         warnings.filterwarnings("ignore", message=pattern)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -103,3 +103,13 @@ def test_library_warnings_are_not_the_users_business() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0 and r.stdout.strip() == "1"
     assert "W036" not in r.stderr and "FutureWarning" not in r.stderr
+
+
+def test_lightnings_advertisement_is_dropped_and_where_a_fit_runs_is_kept() -> None:
+    code = (
+        "from kg.logs import setup\nsetup()\nimport pytorch_lightning as pl\n"
+        "pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "GPU available" in r.stderr and "litlogger" not in r.stderr
