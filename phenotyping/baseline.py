@@ -66,6 +66,13 @@ def tfidf_baseline(dm: ReportDataModule, config: TfidfConfig | None = None) -> d
         counts = dm.train_code_counts[task]
         if (rare := rare_macro_f1(truth, classes[pred_te], counts)) is not None:
             out[f"test/{task}/rare_macro_f1"] = rare
+        lab_va = y_va != -100
+        th = choose_threshold(conf_va[lab_va], pred_va[lab_va] == y_va[lab_va], 0.97)
+        acc, cov = evaluate_threshold(
+            conf_te[lab_te], pred_te[lab_te] == y_te[lab_te], th.threshold
+        )
+        out[f"test/{task}/coverage"] = cov
+        out[f"test/{task}/covered_accuracy"] = acc if acc == acc else 0.0
         if dm.source_of is not None:  # each table's test split on its own too
             for name in sorted(set(dm.source_of[te])):
                 rows = lab_te & (dm.source_of[te] == name)
@@ -75,11 +82,9 @@ def tfidf_baseline(dm: ReportDataModule, config: TfidfConfig | None = None) -> d
                 rare = rare_macro_f1(truth[part], classes[pred_te[part]], counts)
                 if rare is not None:
                     out[f"test/{name}/{task}/rare_macro_f1"] = rare
-        lab_va = y_va != -100
-        th = choose_threshold(conf_va[lab_va], pred_va[lab_va] == y_va[lab_va], 0.97)
-        acc, cov = evaluate_threshold(
-            conf_te[lab_te], pred_te[lab_te] == y_te[lab_te], th.threshold
-        )
-        out[f"test/{task}/coverage"] = cov
-        out[f"test/{task}/covered_accuracy"] = acc if acc == acc else 0.0
+                acc, cov = evaluate_threshold(
+                    conf_te[rows], pred_te[rows] == y_te[rows], th.threshold
+                )
+                out[f"test/{name}/{task}/coverage"] = cov
+                out[f"test/{name}/{task}/covered_accuracy"] = acc if acc == acc else 0.0
     return out
