@@ -207,13 +207,10 @@ def run(
             raise InputError(f"fit.heads: {h!r} is not one of {HEADS}")
     methods_fitted = [method_name(i, h) for i in fit.inits for h in fit.heads]
     for m in fit.more_seeds:
-        if _champion_method(m, fit) not in methods_fitted or "/" not in m:
+        if _named_method(m, fit) not in methods_fitted or "/" not in m:
             raise InputError(f"fit.more_seeds: {m!r} is not '<init> / <heads>' of a fitted "
                              f"method ({', '.join(methods_fitted)})")  # fmt: skip
-    if (
-        registry.champion != "best"
-        and _champion_method(registry.champion, fit) not in methods_fitted
-    ):
+    if registry.champion != "best" and _named_method(registry.champion, fit) not in methods_fitted:
         raise InputError(f"registry.champion {registry.champion!r} is none of the fits "
                          f"({', '.join(methods_fitted)}) nor 'best'")  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
@@ -290,7 +287,7 @@ def run(
     for init in fit.inits:
         for heads in fit.heads:
             extra = next((v for m, v in fit.more_seeds.items()
-                          if _champion_method(m, fit) == method_name(init, heads)), [])  # fmt: skip
+                          if _named_method(m, fit) == method_name(init, heads)), [])  # fmt: skip
             for s in dict.fromkeys([*(fit.seeds or [seed]), *extra]):
                 out = st.run(
                     f"fit-{init}-{heads}-{s}",
@@ -385,8 +382,9 @@ def method_name(init: str, heads: str) -> str:
     return f"mtcnn {init} / {heads}"
 
 
-def _champion_method(champion: str, fit: FitConfig) -> str:
-    init, _, heads = (x.strip() for x in champion.partition("/"))
+def _named_method(name: str, fit: FitConfig) -> str:
+    """The row of ``"<init> / <heads>"`` or of ``"<init>"`` (its first heads)."""
+    init, _, heads = (x.strip() for x in name.partition("/"))
     return method_name(init, heads or fit.heads[0])
 
 
@@ -400,7 +398,7 @@ def _champion(choice: str, fit: FitConfig, fits: dict[str, list[dict]]) -> tuple
     if choice == "best":
         name = min(fits, key=lambda n: sum(map(loss, fits[n])) / len(fits[n]))
     else:
-        name = _champion_method(choice, fit)
+        name = _named_method(choice, fit)
     return name, min(fits[name], key=loss)
 
 
