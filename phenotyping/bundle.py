@@ -13,8 +13,9 @@
     centroids.npy     the training sites' document-vector centroids (phenotyping.scope)
     manifests.json    provenance: the embeddings' manifest (method, corpus checksum,
                       graph checksum), the training data's counts and, for label-knowledge
-                      heads, the checksum of the graph the label vectors came from
-    label_vectors.npz label-knowledge heads only: per task, its classes' graph term vectors
+                      and label-weights heads, the checksum of the graph the label vectors
+                      came from
+    label_vectors.npz those heads only: per task, its classes' graph term vectors
                       (also in weights.pt, as the heads' buffers)
 
 No report text is in it. :func:`encode` and :func:`score_ids` are the whole
@@ -41,7 +42,7 @@ import torch
 
 from embeddings.tokenize import ReportTokenizer
 from phenotyping.decode import Decoder
-from phenotyping.network import MTCNN, LabelKnowledgeHead
+from phenotyping.network import MTCNN, KnowledgeHead
 from phenotyping.scope import similarity
 from phenotyping.vocab import MIN_TOKENS, PAD, UNK, Vocabulary
 
@@ -76,9 +77,7 @@ def save_bundle(folder: Path, module: MTCNNModule, dm: ReportDataModule) -> Path
         np.save(folder / "centroids.npy", module.centroids.astype(np.float32))
     manifests = {"embeddings": dm.embedding_manifest, "data": dm.summary()}
     if module.net.knowledge_tasks:
-        heads = {
-            t: cast(LabelKnowledgeHead, module.net.heads[t]) for t in module.net.knowledge_tasks
-        }
+        heads = {t: cast(KnowledgeHead, module.net.heads[t]) for t in module.net.knowledge_tasks}
         vectors = {t: h.label_vectors.cpu().numpy() for t, h in heads.items()}
         np.savez(folder / "label_vectors.npz", **vectors)
         manifests["label_vectors"] = {
@@ -123,6 +122,7 @@ def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> B
     net = MTCNN(
         cfg["vocab_size"], cfg["num_classes"], cfg["embedding_dim"], cfg["filters"],
         cfg["kernel_sizes"], cfg["dropout"], label_vectors=knowledge,
+        knowledge_head=cfg.get("heads", "label-knowledge") if knowledge else "label-knowledge",
     )  # fmt: skip
     net.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
     dev = torch.device(device)

@@ -38,6 +38,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 from phenotyping.bundle import save_bundle
 from phenotyping.data import ReportDataModule
 from phenotyping.module import MTCNNModule
+from phenotyping.network import KNOWLEDGE_HEADS
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class EpochLine(Callback):
 
 
 def _graph_codes(heads: str) -> bool:
-    return heads == "label-knowledge"
+    return heads in KNOWLEDGE_HEADS
 
 
 class PhenotypingCLI(LightningCLI):

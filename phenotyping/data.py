@@ -158,8 +158,8 @@ class ReportDataModule(pl.LightningDataModule):
                 back-off, plain heads only.
             graph_codes: Make the site, subsite and histology codes the graph places within
                 two parent/child steps of a training code classes too, so that a
-                label-knowledge head can code what training never showed. Follows `model.heads` (on for
-                label-knowledge) in LightningCLI.
+                knowledge head can code what training never showed. Follows `model.heads` (on for
+                label-knowledge and label-weights) in LightningCLI.
             valid_combinations: CSV of valid site × histology/behavior pairs, header
                 `site,histology` (SEER's list, e.g.
                 ../shared/data/registry/seer-site-histology-valid.csv); None: no edit check.

@@ -39,7 +39,7 @@ from phenotyping.abstain import choose_threshold
 from phenotyping.decode import Decoder, decode, decoded_metrics, fit_decoder, independent
 from phenotyping.hierarchy import Hierarchy
 from phenotyping.metrics import classification_metrics, rare_macro_f1
-from phenotyping.network import HEADS, MTCNN
+from phenotyping.network import HEADS, KNOWLEDGE_HEADS, MTCNN
 from phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
 from phenotyping.scope import similarity, site_centroids
 
@@ -138,10 +138,12 @@ class MTCNNModule(pl.LightningModule):
             init_vectors: Initial word vectors (linked from the data).
             coding_rules: The graph's back-off hierarchy and the valid site × histology
                 pairs (linked from the data).
-            heads: "plain" (a linear layer per task) or "label-knowledge": the site, subsite
+            heads: "plain" (a linear layer per task), "label-knowledge": the site, subsite
                 and histology heads attend over the report with their codes' graph term
-                vectors as queries (phenotyping.network.LabelKnowledgeHead); needs the
-                data's graph, whose codes that training lacks then become classes too.
+                vectors as queries (phenotyping.network.LabelKnowledgeHead), or
+                "label-weights": those heads' class weights are a learned projection of the
+                same vectors (phenotyping.network.LabelWeightsHead). Both need the data's
+                graph, whose codes that training lacks then become classes too.
             label_terms: Per task, per class, its graph terms as token ids (linked from
                 the data); the label vectors are their mean initial word vectors.
             train_counts: Training reports per class of each task (linked from the data).
@@ -154,8 +156,8 @@ class MTCNNModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["init_vectors", "coding_rules", "label_terms"])
         num_classes = num_classes or {}
         self.tasks = list(num_classes)
-        if heads == "label-knowledge" and not label_terms:
-            raise ValueError("heads 'label-knowledge' needs the data's graph (data.graph)")
+        if heads in KNOWLEDGE_HEADS and not label_terms:
+            raise ValueError(f"heads {heads!r} needs the data's graph (data.graph)")
         self.net = MTCNN(
             vocab_size,
             num_classes,
@@ -171,7 +173,7 @@ class MTCNNModule(pl.LightningModule):
             with torch.no_grad():
                 self.net.embedding.weight.normal_(0.0, float(init_vectors[2:].std()))
                 self.net.embedding.weight[0].zero_()
-        if heads == "label-knowledge" and label_terms:
+        if heads in KNOWLEDGE_HEADS and label_terms:
             # the label vectors come from the network's own initial word vectors (random
             # ones for init=random: a term then still matches the same word in a report)
             table = self.net.embedding.weight.detach()
@@ -179,6 +181,7 @@ class MTCNNModule(pl.LightningModule):
                 {t: label_vectors(table, x) for t, x in label_terms.items() if t in num_classes},
                 {t: torch.tensor(c) > 0 for t, c in (train_counts or {}).items()
                  if t in label_terms},
+                heads,
             )  # fmt: skip
         self._weights = (
             {t: torch.tensor(w, dtype=torch.float32) for t, w in class_weights.items()}

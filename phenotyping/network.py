@@ -8,10 +8,12 @@ A plain ``nn.Module``, so batch inference loads it without Lightning. Shapes::
     pool    [B, F]  max over the windows that lie inside the report
     concat  [B, F·K] → dropout → head_t [B, C_t]  for each task t
 
-A task's head is ``plain`` (a linear layer) or ``label-knowledge``
+A task's head is ``plain`` (a linear layer), ``label-knowledge``
 (:class:`LabelKnowledgeHead`: label-wise attention whose queries are the
 graph term vectors of the task's ICD-O-3 codes, so a code with few or no
-training reports still gets a score from what the graph calls it).
+training reports still gets a score from what the graph calls it) or
+``label-weights`` (:class:`LabelWeightsHead`: a linear layer whose class weights
+are made from the same term vectors).
 
 The max-pool is masked: a window that reaches into the padding never wins, so
 a report's scores do not depend on how far its batch was padded. Defaults are
@@ -28,7 +30,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-HEADS = ("plain", "label-knowledge")
+HEADS = ("plain", "label-knowledge", "label-weights")
+KNOWLEDGE_HEADS = HEADS[1:]  # the heads whose classes carry the graph's term vectors
 
 
 @dataclass
@@ -115,6 +118,53 @@ class LabelKnowledgeHead(nn.Module):
         return self.plain(z) * plain + self.scale * self.evidence(enc)
 
 
+class LabelWeightsHead(nn.Module):
+    """One task's linear head whose class weights come from graph term vectors.
+
+    Class ``c``'s weight vector over the document vector ``z`` is a learned projection
+    of its fixed term vector ``q_c`` (:class:`LabelKnowledgeHead` has the same
+    ``q_c``) plus, for a class that training reports carry, its own plain weights::
+
+        logit_c = (P q_c) · z  +  trained_c · (w_c · z + b_c)
+
+    ``P`` is shared by all classes and learned from the trained ones, so a class with
+    no training report is scored by where its terms put it. Training hides a random
+    ``class_dropout`` share of the trained classes' own weights each step, as
+    :class:`LabelKnowledgeHead` does, so that ``P q_c`` alone must pick a class out.
+    This is the "output weights initialized from the term vectors" form of issue 9;
+    the attention form reads the report's words directly and this one only its pooled
+    convolution features.
+    """
+
+    label_vectors: torch.Tensor
+    trained: torch.Tensor
+
+    def __init__(
+        self,
+        label_vectors: torch.Tensor,
+        trained: torch.Tensor,
+        feature_dim: int,
+        class_dropout: float = 0.5,
+    ):
+        super().__init__()
+        classes, embedding_dim = label_vectors.shape
+        self.register_buffer("label_vectors", label_vectors.float().clone())
+        self.register_buffer("trained", trained.float().clone())
+        self.plain = nn.Linear(feature_dim, classes)
+        self.project = nn.Linear(embedding_dim, feature_dim, bias=False)
+        self.class_dropout = class_dropout
+
+    def forward(self, z: torch.Tensor, enc: Encoded) -> torch.Tensor:
+        plain = self.trained
+        if self.training and self.class_dropout > 0:
+            keep = torch.rand(plain.shape, device=plain.device) >= self.class_dropout
+            plain = plain * keep
+        return self.plain(z) * plain + z @ self.project(self.label_vectors).T
+
+
+KnowledgeHead = LabelKnowledgeHead | LabelWeightsHead
+
+
 class Int8Convs(nn.Module):
     """The convolutions as int8 matrix products, for CPU inference.
 
@@ -183,10 +233,11 @@ class MTCNN(nn.Module):
         freeze_embeddings: bool = False,
         label_vectors: Mapping[str, torch.Tensor] | None = None,
         trained: Mapping[str, torch.Tensor] | None = None,
+        knowledge_head: str = "label-knowledge",
     ):
-        """``label_vectors``: per task whose head is a :class:`LabelKnowledgeHead`, its classes'
-        graph term vectors ``[C, D]``; ``trained``: per such task, which classes training
-        reports carry (all, when not given)."""
+        """``label_vectors``: per task whose head carries graph knowledge (``knowledge_head``:
+        ``label-knowledge`` or ``label-weights``), its classes' graph term vectors ``[C, D]``;
+        ``trained``: per such task, which classes training reports carry (all, when not given)."""
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         if init_vectors is not None:
@@ -205,16 +256,21 @@ class MTCNN(nn.Module):
             {t: nn.Linear(self.feature_dim, n) for t, n in num_classes.items()}
         )
         self.knowledge_tasks: tuple[str, ...] = ()
+        self.attends = False
         self.int8: Int8Convs | None = None
         if label_vectors:
-            self.use_label_knowledge(label_vectors, trained)
+            self.use_label_knowledge(label_vectors, trained, knowledge_head)
 
     def use_label_knowledge(
         self,
         label_vectors: Mapping[str, torch.Tensor],
         trained: Mapping[str, torch.Tensor] | None = None,
+        kind: str = "label-knowledge",
     ) -> None:
-        """Give these tasks a :class:`LabelKnowledgeHead` with these class vectors."""
+        """Give these tasks a head with these class vectors: a :class:`LabelKnowledgeHead`
+        (``kind="label-knowledge"``) or a :class:`LabelWeightsHead` (``"label-weights"``)."""
+        if kind not in KNOWLEDGE_HEADS:
+            raise ValueError(f"a knowledge head is one of {KNOWLEDGE_HEADS}, not {kind!r}")
         for t, v in label_vectors.items():
             head = self.heads[t] if t in self.heads else None  # noqa: SIM401 (no ModuleDict.get)
             n = int(head.out_features) if isinstance(head, nn.Linear) else None
@@ -222,9 +278,15 @@ class MTCNN(nn.Module):
                 raise ValueError(f"label vectors of {t} are {tuple(v.shape)}, expected "
                                  f"{(n, self.embedding.embedding_dim)}")  # fmt: skip
             seen = (trained or {}).get(t, torch.ones(n, dtype=torch.bool))
-            self.heads[t] = LabelKnowledgeHead(v, seen, self.feature_dim)
+            self.heads[t] = (
+                LabelKnowledgeHead(v, seen, self.feature_dim)
+                if kind == "label-knowledge"
+                else LabelWeightsHead(v, seen, self.feature_dim)
+            )
         self.knowledge_tasks = tuple(t for t in self.heads if t in label_vectors or
                                      t in self.knowledge_tasks)  # fmt: skip
+        # the windows' vectors are worth computing only for an attention head
+        self.attends = any(isinstance(h, LabelKnowledgeHead) for h in self.heads.values())
 
     def use_int8(self) -> MTCNN:
         """Score with int8 convolutions (:class:`Int8Convs`) from now on: inference only."""
@@ -249,7 +311,7 @@ class MTCNN(nn.Module):
                 h = h.masked_fill(~inside[:, None, :], float("-inf"))
             pooled.append(h.max(dim=-1).values)
         z = torch.cat(pooled, dim=1)
-        if not self.knowledge_tasks:
+        if not self.attends:
             return Encoded(z)
         # windows that every width has: those starting at 0 .. T - widest
         widest = max(self.kernel_sizes)
@@ -272,7 +334,7 @@ class MTCNN(nn.Module):
         """Logits per task (dropout on the document vector while training)."""
         z = self.dropout(enc.z)
         return {
-            t: head(z, enc) if isinstance(head, LabelKnowledgeHead) else head(z)
+            t: head(z, enc) if isinstance(head, LabelKnowledgeHead | LabelWeightsHead) else head(z)
             for t, head in self.heads.items()
         }
 

@@ -1,11 +1,15 @@
+import pytest
 import torch
 
 from phenotyping.network import MTCNN
 
 
-def test_shapes_and_padding_does_not_change_scores() -> None:
+@pytest.mark.parametrize("heads", ["plain", "label-knowledge", "label-weights"])
+def test_shapes_and_padding_does_not_change_scores(heads: str) -> None:
     torch.manual_seed(0)
-    net = MTCNN(50, {"site": 4, "grade": 3}, embedding_dim=8, filters=6).eval()
+    knowledge = {"site": torch.randn(4, 8)} if heads != "plain" else None
+    net = MTCNN(50, {"site": 4, "grade": 3}, embedding_dim=8, filters=6,
+                label_vectors=knowledge, knowledge_head=heads).eval()  # fmt: skip
     short = torch.randint(2, 50, (2, 12))
     lengths = torch.tensor([12, 7])
     short[1, 7:] = 0
