@@ -6,7 +6,8 @@ write parquet parts, merge) in its own process, so that peak memory is its own:
 * fp32: the path as it was, tokenizing in the scoring process
   (``--workers 0``) and fp32 convolutions;
 * new: tokenization in a worker process ahead of the scorer (``--workers 1``,
-  the default of ``kinpath predict``) and int8 convolutions (``precision auto``);
+  the default of ``kinpath predict``) and ``precision auto`` (int8 convolutions for
+  plain heads, fp32 for label-knowledge heads);
 * padded: the fp32 path with every batch padded to 3,000 tokens, as the
   published MT-CNN code pads every report (on a tenth of the reports: it is slow);
 * with a trained model, also the fp32 path with the default architecture

@@ -110,7 +110,10 @@ PRECISIONS = ("auto", "fp32", "int8")
 def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> Bundle:
     """``precision``: ``int8`` scores the convolutions as int8 matrix products
     (:class:`~phenotyping.network.Int8Convs`, CPU only), ``fp32`` as trained; ``auto``
-    is int8 on a CPU with a quantized engine (fbgemm, x86) and fp32 elsewhere."""
+    is int8 for plain heads on a CPU with a quantized engine (fbgemm, x86) and fp32
+    elsewhere. Heads that carry the graph's term vectors stay fp32 under ``auto``: with
+    int8 convolutions, TCGA histology macro-F1 moved by 0.016, beyond the 0.01 that
+    ``bench/batch_throughput.py`` allows (README, Benchmarks)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     folder = Path(folder)
@@ -128,7 +131,7 @@ def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> B
     dev = torch.device(device)
     net.to(dev).eval()
     cpu_int8 = dev.type == "cpu" and "fbgemm" in torch.backends.quantized.supported_engines
-    if precision == "int8" or (precision == "auto" and cpu_int8):
+    if precision == "int8" or (precision == "auto" and cpu_int8 and not knowledge):
         if dev.type != "cpu":
             raise ValueError("int8 precision runs on the CPU only")
         net.use_int8()

@@ -68,7 +68,8 @@ class LoadedModel:
 
 def load_model(uri: str, tracking: str | None = None, precision: str = "auto") -> LoadedModel:
     """Load a pyfunc model (``models:/NAME@ALIAS``, ``models:/NAME/V``, ``runs:/...``, a path);
-    ``precision``: auto (int8 convolutions on a CPU), fp32 or int8 (phenotyping.bundle)."""
+    ``precision``: auto (int8 convolutions on a CPU, plain heads only), fp32 or int8
+    (phenotyping.bundle)."""
     import mlflow
 
     from pipelines.registry import tracking_uri

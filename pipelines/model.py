@@ -87,7 +87,7 @@ class KinpathModel(PythonModel):
 
     def load_context(self, context: PythonModelContext) -> None:
         """``model_config={"precision": "fp32"}`` at load time scores as trained; the
-        default, ``auto``, uses int8 convolutions on a CPU (phenotyping.bundle)."""
+        default, ``auto``, uses int8 convolutions on a CPU for plain heads (phenotyping.bundle)."""
         config = getattr(context, "model_config", None) or {}
         self.bundle = load_bundle(
             Path(context.artifacts["bundle"]), precision=config.get("precision", "auto")

@@ -27,9 +27,13 @@ def test_init_vectors_and_freezing() -> None:
     assert not net.embedding.weight.requires_grad
 
 
-def test_int8_convolutions_agree_with_fp32() -> None:
+@pytest.mark.parametrize("heads", ["plain", "label-knowledge"])
+def test_int8_convolutions_agree_with_fp32(heads: str) -> None:
+    """int8 convolutions give fp32's answers, whatever the heads read from them."""
     torch.manual_seed(0)
-    net = MTCNN(200, {"site": 6, "histology": 40}, embedding_dim=32, filters=24).eval()
+    knowledge = {"histology": torch.randn(40, 32)} if heads != "plain" else None
+    net = MTCNN(200, {"site": 6, "histology": 40}, embedding_dim=32, filters=24,
+                label_vectors=knowledge, knowledge_head=heads).eval()  # fmt: skip
     tokens = torch.randint(2, 200, (6, 90))
     lengths = torch.tensor([90, 70, 40, 12, 6, 5])
     with torch.inference_mode():
