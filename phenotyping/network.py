@@ -45,7 +45,36 @@ class Encoded:
     inside: torch.Tensor | None = None  # [B, W] bool: the window lies inside the report
 
 
-class LabelKnowledgeHead(nn.Module):
+class KnowledgeHead(nn.Module):
+    """What the two heads whose classes carry graph term vectors share: each class's fixed
+    vector ``q_c`` (``label_vectors``), which classes training reports carry (``trained``),
+    and the trained classes' own linear weights (``plain``). While training, each step hides
+    the own weights of a random ``class_dropout`` share of the trained classes (the zero-shot
+    trick of simulating unseen classes), so that what the graph gives must pick a class out
+    on its own: all a class without training reports has."""
+
+    label_vectors: torch.Tensor
+    trained: torch.Tensor
+
+    def __init__(
+        self, label_vectors: torch.Tensor, trained: torch.Tensor, feature_dim: int,
+        class_dropout: float,
+    ):  # fmt: skip
+        super().__init__()
+        self.register_buffer("label_vectors", label_vectors.float().clone())
+        self.register_buffer("trained", trained.float().clone())
+        self.plain = nn.Linear(feature_dim, label_vectors.shape[0])
+        self.class_dropout = class_dropout
+
+    def own(self, z: torch.Tensor) -> torch.Tensor:
+        """``[B, C]``: the trained classes' own logits (0 for the others, and for those hidden)."""
+        shown = self.trained
+        if self.training and self.class_dropout > 0:
+            shown = shown * (torch.rand(shown.shape, device=shown.device) >= self.class_dropout)
+        return self.plain(z) * shown
+
+
+class LabelKnowledgeHead(KnowledgeHead):
     """One task's head whose classes carry graph term vectors (CAML / LAAT-style).
 
     Each class ``c`` has a fixed vector ``q_c``: the mean of the word vectors of its
@@ -60,19 +89,15 @@ class LabelKnowledgeHead(nn.Module):
 
     so a class that no training report carries (``trained_c = 0``) is scored from its
     terms alone, and a trained class gets its plain weights plus the same evidence.
-    While training, each step hides the plain weights of a random ``class_dropout``
-    share of the trained classes (the zero-shot trick of simulating unseen classes),
-    so the evidence learns to pick a class out on its own and its scale is learned
-    against the plain logits it competes with.
+    Training hides some trained classes' own weights (:class:`KnowledgeHead`), so the
+    evidence learns to pick a class out on its own and its scale is learned against the
+    plain logits it competes with.
     Query and key start as the same random projection, so before any training the
     evidence is the cosine between the class's terms and the report's closest window.
     ``scale`` starts at 20, as cosine classifiers scale their logits (normalized
     softmax uses 16-30): at 5 or 10 a class without training reports stayed below the
     trained ones whatever the report said (tests/phenotyping/test_labels.py).
     """
-
-    label_vectors: torch.Tensor
-    trained: torch.Tensor
 
     def __init__(
         self,
@@ -83,11 +108,8 @@ class LabelKnowledgeHead(nn.Module):
         scale: float = 20.0,
         class_dropout: float = 0.5,
     ):
-        super().__init__()
-        classes, embedding_dim = label_vectors.shape
-        self.register_buffer("label_vectors", label_vectors.float().clone())
-        self.register_buffer("trained", trained.float().clone())
-        self.plain = nn.Linear(feature_dim, classes)
+        super().__init__(label_vectors, trained, feature_dim, class_dropout)
+        embedding_dim = label_vectors.shape[1]
         projection = torch.randn(dim, embedding_dim, generator=torch.Generator().manual_seed(0))
         self.query = nn.Linear(embedding_dim, dim, bias=False)
         self.key = nn.Linear(embedding_dim, dim, bias=False)
@@ -97,7 +119,6 @@ class LabelKnowledgeHead(nn.Module):
             self.key.weight.copy_(projection / dim**0.5)
             self.context.weight.zero_()
         self.scale = nn.Parameter(torch.tensor(float(scale)))
-        self.class_dropout = class_dropout
 
     def evidence(self, enc: Encoded) -> torch.Tensor:
         """``[B, C]``: per class, the best cosine between a window's key and its query."""
@@ -109,16 +130,10 @@ class LabelKnowledgeHead(nn.Module):
         return (torch.matmul(keys, queries.T) + outside[:, :, None]).amax(dim=1)
 
     def forward(self, z: torch.Tensor, enc: Encoded) -> torch.Tensor:
-        plain = self.trained
-        if self.training and self.class_dropout > 0:
-            # hide some trained classes' own weights, so that the evidence alone must pick
-            # them out: what a class without training reports has to rely on
-            keep = torch.rand(plain.shape, device=plain.device) >= self.class_dropout
-            plain = plain * keep
-        return self.plain(z) * plain + self.scale * self.evidence(enc)
+        return self.own(z) + self.scale * self.evidence(enc)
 
 
-class LabelWeightsHead(nn.Module):
+class LabelWeightsHead(KnowledgeHead):
     """One task's linear head whose class weights come from graph term vectors.
 
     Class ``c``'s weight vector over the document vector ``z`` is a learned projection
@@ -128,16 +143,13 @@ class LabelWeightsHead(nn.Module):
         logit_c = (P q_c) · z  +  trained_c · (w_c · z + b_c)
 
     ``P`` is shared by all classes and learned from the trained ones, so a class with
-    no training report is scored by where its terms put it. Training hides a random
-    ``class_dropout`` share of the trained classes' own weights each step, as
-    :class:`LabelKnowledgeHead` does, so that ``P q_c`` alone must pick a class out.
+    no training report is scored by where its terms put it. Training hides some trained
+    classes' own weights (:class:`KnowledgeHead`), so that ``P q_c`` alone must pick a
+    class out.
     This is the "output weights initialized from the term vectors" form of issue 9;
     the attention form reads the report's words directly and this one only its pooled
     convolution features.
     """
-
-    label_vectors: torch.Tensor
-    trained: torch.Tensor
 
     def __init__(
         self,
@@ -146,23 +158,11 @@ class LabelWeightsHead(nn.Module):
         feature_dim: int,
         class_dropout: float = 0.5,
     ):
-        super().__init__()
-        classes, embedding_dim = label_vectors.shape
-        self.register_buffer("label_vectors", label_vectors.float().clone())
-        self.register_buffer("trained", trained.float().clone())
-        self.plain = nn.Linear(feature_dim, classes)
-        self.project = nn.Linear(embedding_dim, feature_dim, bias=False)
-        self.class_dropout = class_dropout
+        super().__init__(label_vectors, trained, feature_dim, class_dropout)
+        self.project = nn.Linear(label_vectors.shape[1], feature_dim, bias=False)
 
     def forward(self, z: torch.Tensor, enc: Encoded) -> torch.Tensor:
-        plain = self.trained
-        if self.training and self.class_dropout > 0:
-            keep = torch.rand(plain.shape, device=plain.device) >= self.class_dropout
-            plain = plain * keep
-        return self.plain(z) * plain + z @ self.project(self.label_vectors).T
-
-
-KnowledgeHead = LabelKnowledgeHead | LabelWeightsHead
+        return self.own(z) + z @ self.project(self.label_vectors).T
 
 
 class Int8Convs(nn.Module):
@@ -334,7 +334,7 @@ class MTCNN(nn.Module):
         """Logits per task (dropout on the document vector while training)."""
         z = self.dropout(enc.z)
         return {
-            t: head(z, enc) if isinstance(head, LabelKnowledgeHead | LabelWeightsHead) else head(z)
+            t: head(z, enc) if isinstance(head, KnowledgeHead) else head(z)
             for t, head in self.heads.items()
         }
 
