@@ -125,7 +125,7 @@ def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> B
     net = MTCNN(
         cfg["vocab_size"], cfg["num_classes"], cfg["embedding_dim"], cfg["filters"],
         cfg["kernel_sizes"], cfg["dropout"], label_vectors=knowledge,
-        knowledge_head=cfg.get("heads", "label-knowledge") if knowledge else "label-knowledge",
+        knowledge_head=cfg.get("heads", "label-knowledge"),
     )  # fmt: skip
     net.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
     dev = torch.device(device)

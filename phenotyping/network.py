@@ -256,7 +256,6 @@ class MTCNN(nn.Module):
             {t: nn.Linear(self.feature_dim, n) for t, n in num_classes.items()}
         )
         self.knowledge_tasks: tuple[str, ...] = ()
-        self.attends = False
         self.int8: Int8Convs | None = None
         if label_vectors:
             self.use_label_knowledge(label_vectors, trained, knowledge_head)
@@ -285,8 +284,11 @@ class MTCNN(nn.Module):
             )
         self.knowledge_tasks = tuple(t for t in self.heads if t in label_vectors or
                                      t in self.knowledge_tasks)  # fmt: skip
-        # the windows' vectors are worth computing only for an attention head
-        self.attends = any(isinstance(h, LabelKnowledgeHead) for h in self.heads.values())
+
+    @property
+    def attends(self) -> bool:
+        """Whether a head reads the windows' vectors (worth computing only then)."""
+        return any(isinstance(h, LabelKnowledgeHead) for h in self.heads.values())
 
     def use_int8(self) -> MTCNN:
         """Score with int8 convolutions (:class:`Int8Convs`) from now on: inference only."""
