@@ -255,7 +255,6 @@ class MTCNN(nn.Module):
         self.heads = nn.ModuleDict(
             {t: nn.Linear(self.feature_dim, n) for t, n in num_classes.items()}
         )
-        self.knowledge_tasks: tuple[str, ...] = ()
         self.int8: Int8Convs | None = None
         if label_vectors:
             self.use_label_knowledge(label_vectors, trained, knowledge_head)
@@ -282,8 +281,11 @@ class MTCNN(nn.Module):
                 if kind == "label-knowledge"
                 else LabelWeightsHead(v, seen, self.feature_dim)
             )
-        self.knowledge_tasks = tuple(t for t in self.heads if t in label_vectors or
-                                     t in self.knowledge_tasks)  # fmt: skip
+
+    @property
+    def knowledge_tasks(self) -> tuple[str, ...]:
+        """The tasks whose head carries the graph's term vectors, in the heads' order."""
+        return tuple(t for t, h in self.heads.items() if isinstance(h, KnowledgeHead))
 
     @property
     def attends(self) -> bool:
