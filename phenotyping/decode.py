@@ -64,6 +64,7 @@ class Decoder:
     scope_threshold: float | None = None  # least cosine to a training centroid
     target: float = 0.97
     confidence: float = 0.95
+    targets: dict[str, float] = field(default_factory=dict)  # per task, overriding target
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -357,7 +358,7 @@ def fit_decoder(
             y = np.array([idx.get(v, -1) if v else -1 for v in truth[t]])
             temps[t] = fit_temperature(probs[t], y)
     dec = Decoder(dict(label_maps), temps, {}, {}, hierarchy or Hierarchy(), valid,
-                  None, target, confidence)  # fmt: skip
+                  None, target, confidence, dict(targets))  # fmt: skip
     if similarity is not None and len(similarity):
         dec = dec.replace(scope_threshold=float(np.quantile(similarity, scope_quantile)))
     raw = decode(probs, dec.replace(thresholds={t: 0.0 for t in temps}))

@@ -35,10 +35,15 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from pytorch_lightning.loggers import MLFlowLogger
 
-from phenotyping.abstain import choose_threshold
-from phenotyping.decode import Decoder, decode, decoded_metrics, fit_decoder, independent
+from phenotyping.decode import Decoder, decode, fit_decoder
+from phenotyping.evaluate import (
+    before_thresholds,
+    coverage_curves,
+    split_metrics,
+    test_metrics,
+    truth_names,
+)
 from phenotyping.hierarchy import Hierarchy
-from phenotyping.metrics import classification_metrics, rare_macro_f1
 from phenotyping.network import HEADS, KNOWLEDGE_HEADS, MTCNN
 from phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
 from phenotyping.scope import similarity, site_centroids
@@ -271,55 +276,13 @@ class MTCNNModule(pl.LightningModule):
         return probs, labels, index, sim
 
     def _truth(self, labels: np.ndarray) -> dict[str, np.ndarray]:
-        """Label names per task: ``""`` where missing, ``<unseen>`` where not a class."""
-        maps = self.hparams.get("label_maps") or {}
-        out = {}
-        for j, t in enumerate(self.tasks):
-            names = np.array([*maps.get(t, []), "<unseen>"], dtype=object)
-            y = labels[:, j]
-            out[t] = np.where(y == -100, "", names[np.where(y >= 0, y, len(names) - 1)])
-        return out
-
-    def _metrics(
-        self, split: str, probs: dict[str, np.ndarray], labels: np.ndarray
-    ) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for j, t in enumerate(self.tasks):
-            y = labels[:, j]
-            keep = y != -100  # unseen (-1) stays in: the model cannot be right about it
-            if not keep.any():
-                continue
-            for k, v in classification_metrics(y[keep], probs[t][keep].argmax(1)).items():
-                out[f"{split}/{t}/{k}"] = v
-        return out
-
-    def _rare_metrics(
-        self, dm: object, prefix: str, probs: dict[str, np.ndarray], index: np.ndarray
-    ) -> dict[str, float]:
-        """``<prefix>/<task>/rare_macro_f1``: macro-F1 over the codes with fewer than ten
-        training reports, codes no training report carries included."""
-        maps = self.hparams.get("label_maps") or {}
-        counts = dm.train_code_counts  # type: ignore[attr-defined]
-        out = {}
-        for t in self.tasks:
-            names = np.array(maps.get(t, []), dtype=object)
-            if not len(names):
-                continue
-            truth = dm.codes(t, index)  # type: ignore[attr-defined]
-            f1 = rare_macro_f1(truth, names[probs[t].argmax(1)], counts[t])
-            if f1 is not None:
-                out[f"{prefix}/{t}/rare_macro_f1"] = f1
-        return out
-
-    def _target(self, task: str) -> float:
-        targets = self.hparams.get("task_targets") or {}
-        return float(targets.get(task, self.hparams["target_accuracy"]))
+        return truth_names(labels, self.tasks, self.hparams.get("label_maps") or {})
 
     def on_validation_epoch_end(self) -> None:
         probs, labels, _, _ = self._gather("val")
         if not len(labels):
             return
-        self.log_dict(self._metrics("val", probs, labels))
+        self.log_dict(split_metrics("val", probs, labels, self.tasks))
         self.decoder = self._fit_decoder(probs, labels)
         d = decode(probs, self.decoder)
         for t in self.tasks:
@@ -335,20 +298,13 @@ class MTCNNModule(pl.LightningModule):
         val_z, val_y, probs = self._features(dm.eval_loader("val"))
         if not len(val_y):
             return
-        # the baseline: each task alone, the lowest confidence that reached the target on validation
-        self._before = {}
-        for j, t in enumerate(self.tasks):
-            has = val_y[:, j] != -100
-            ok = probs[t][has].argmax(1) == val_y[has, j]
-            self._before[t] = choose_threshold(
-                probs[t][has].max(1), ok, self._target(t), None
-            ).threshold
         sim = None
         if "site" in self.tasks:
             train_z, train_y, _ = self._features(dm.eval_loader("train"))
             self.centroids = site_centroids(train_z, train_y[:, self.tasks.index("site")])
             sim = similarity(val_z, self.centroids)
         self.decoder = self._fit_decoder(probs, val_y, sim)
+        self._before = before_thresholds(probs, val_y, self.tasks, self.decoder)
 
     def _fit_decoder(
         self, probs: dict[str, np.ndarray], labels: np.ndarray, sim: np.ndarray | None = None
@@ -385,38 +341,14 @@ class MTCNNModule(pl.LightningModule):
         if not len(labels):
             return
         sim_or_none = None if np.isnan(sim).all() else sim
-        truth = self._truth(labels)
-        metrics = self._metrics("test", probs, labels)
-        decoded = decode(probs, self.decoder, sim_or_none) if self.decoder else None
-        maps = self.hparams.get("label_maps") or {}
-        if decoded is not None and self.decoder is not None:
-            metrics |= decoded_metrics(decoded, truth, self.decoder, "test")
-            before = independent(probs, maps, self._before)
-            metrics |= decoded_metrics(before, truth, self.decoder, "test/before")
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if hasattr(dm, "codes"):
-            metrics |= self._rare_metrics(dm, "test", probs, index)
-        source_of = getattr(dm, "source_of", None)
-        if source_of is not None:
-            for name in sorted(set(source_of[index])):
-                rows = source_of[index] == name
-                part = {t: p[rows] for t, p in probs.items()}
-                metrics |= self._metrics(f"test/{name}", part, labels[rows])
-                metrics |= self._rare_metrics(dm, f"test/{name}", part, index[rows])
-                if self.decoder is not None:
-                    d = decode(part, self.decoder, None if sim_or_none is None else sim[rows])
-                    sub = {t: v[rows] for t, v in truth.items()}
-                    metrics |= decoded_metrics(d, sub, self.decoder, f"test/{name}")
-                    before = independent(part, maps, self._before)
-                    metrics |= decoded_metrics(before, sub, self.decoder, f"test/{name}/before")
+        maps = self.hparams.get("label_maps") or {}
+        metrics, decoded = test_metrics(probs, labels, index, sim_or_none, self.decoder,
+                                        self._before, dm, self.tasks, maps)  # fmt: skip
         self.log_dict(metrics)
         curves = {}
         if decoded is not None and self.decoder is not None:
-            for t in self.tasks:
-                has = truth[t] != ""
-                ok = decoded.labels[t][has] == truth[t][has]
-                thr = self.decoder.thresholds.get(t, 1.01)
-                curves[t] = (decoded.probs[t][has], ok, thr)
+            curves = coverage_curves(decoded, labels, self.decoder, self.tasks)
         self._test_artifacts(probs, labels, curves)
 
     def _test_artifacts(

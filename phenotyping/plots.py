@@ -29,15 +29,14 @@ def confusion_matrix_png(
     top: int = 25,
 ) -> Path:
     """Row-normalized confusion matrix of the ``top`` most frequent true classes."""
-    from sklearn.metrics import confusion_matrix
-
     plt = _plt()
     keep = y_true >= 0
     y_true, y_pred = y_true[keep], y_pred[keep]
     present = np.unique(y_true)
     freq = sorted(present, key=lambda c: -(y_true == c).sum())[:top]
     labels = sorted(set(freq))
-    cm = confusion_matrix(y_true, y_pred, labels=labels).astype(float)
+    # counted here: sklearn's confusion_matrix warns on a task with one class (behavior on TCGA)
+    cm = np.array([[((y_true == a) & (y_pred == b)).sum() for b in labels] for a in labels], float)
     cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     n = len(labels)
     fig, ax = plt.subplots(figsize=(max(4, 0.35 * n + 2), max(3.5, 0.35 * n + 1.5)))
