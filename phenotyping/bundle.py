@@ -18,10 +18,17 @@
     label_vectors.npz those heads only: per task, its classes' graph term vectors
                       (also in weights.pt, as the heads' buffers)
 
+An ensemble (:func:`save_ensemble`: fits of one config that differ only in their
+seed) is the same folder with ``"members": N`` in network.json, the other
+members' ``weights-<i>.pt`` and ``centroids-<i>.npy`` beside the first's, and a
+decoder fitted on the members' averaged validation probabilities. It scores a
+report with every member and averages the class probabilities (and the
+similarity to the training sites, each member against its own centroids).
+
 No report text is in it. :func:`encode` and :func:`score_ids` are the whole
 inference path: tokenize, look up ids, cut to the longest length, sort by
-length, batch padded to the batch's longest report, softmax per task and the
-similarity to the training sites; :func:`phenotyping.decode.decode` turns
+length, batch padded to the batch's longest report, softmax per task (averaged
+over an ensemble's members) and the similarity to the training sites; :func:`phenotyping.decode.decode` turns
 those into codes. Nothing here imports Lightning: a registered model loads
 where only its inference requirements are installed.
 """
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import shutil
 import sys
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -41,6 +49,7 @@ import numpy as np
 import torch
 
 from embeddings.tokenize import ReportTokenizer
+from kg.errors import InputError
 from phenotyping.decode import Decoder
 from phenotyping.network import MTCNN, KnowledgeHead
 from phenotyping.scope import similarity
@@ -89,15 +98,71 @@ def save_bundle(folder: Path, module: MTCNNModule, dm: ReportDataModule) -> Path
     return folder
 
 
+# what every member of an ensemble must share, byte for byte: the same reports read the same way
+SHARED_FILES = ("vocab.txt", "label_maps.json", "tokenizer")
+
+
+def save_ensemble(folder: Path, members: Sequence[Path], provenance: list[dict]) -> Path:
+    """One bundle of several members' bundles (fits of one config, different seeds): the first
+    member's folder, the others' weights and centroids beside it, ``provenance`` (one entry per
+    member: its run, seed...) in manifests.json. The decoder is still the first member's: refit
+    it on the ensemble's validation probabilities (:func:`phenotyping.ensemble.build_ensemble`)."""
+    if len(members) < 2:
+        raise InputError(f"an ensemble needs two or more member bundles, not {len(members)}")
+    if len(provenance) != len(members):
+        raise ValueError("one provenance entry per member")
+    first = Path(members[0])
+    cfg = json.loads((first / "network.json").read_text())
+    if cfg.get("members", 1) != 1:
+        raise InputError("a member is itself an ensemble", path=first)
+    for m in members[1:]:
+        other = json.loads((Path(m) / "network.json").read_text())
+        if other != cfg:
+            diff = sorted(k for k in cfg.keys() | other.keys() if cfg.get(k) != other.get(k))
+            raise InputError(f"its network differs from {first}'s in {diff}", path=m)
+        for name in SHARED_FILES:
+            if _tree_bytes(Path(m) / name) != _tree_bytes(first / name):
+                raise InputError(f"its {name} differs from {first}'s: members must read "
+                                 "reports alike (one embeddings folder, one data)", path=m)  # fmt: skip
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(first, folder)
+    for i, m in enumerate(members[1:], start=1):
+        shutil.copyfile(Path(m) / "weights.pt", folder / f"weights-{i}.pt")
+        if (Path(m) / "centroids.npy").exists() != (first / "centroids.npy").exists():
+            raise InputError("one member has training-site centroids and another not", path=m)
+        if (Path(m) / "centroids.npy").exists():
+            shutil.copyfile(Path(m) / "centroids.npy", folder / f"centroids-{i}.npy")
+    (folder / "network.json").write_text(
+        json.dumps(cfg | {"members": len(members)}, indent=2) + "\n"
+    )
+    manifests = json.loads((folder / "manifests.json").read_text())
+    manifests["ensemble"] = {"members": provenance}
+    (folder / "manifests.json").write_text(json.dumps(manifests, indent=2, default=str) + "\n")
+    return folder
+
+
+def _tree_bytes(path: Path) -> list[tuple[str, bytes]]:
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    return [(str(f.relative_to(path)), f.read_bytes()) for f in files if f.is_file()]
+
+
+def member_file(name: str, i: int) -> str:
+    """``weights.pt`` for the first member, ``weights-<i>.pt`` for the others."""
+    stem, dot, ext = name.partition(".")
+    return name if i == 0 else f"{stem}-{i}{dot}{ext}"
+
+
 @dataclass(frozen=True)
 class Bundle:
-    net: MTCNN
+    nets: tuple[MTCNN, ...]  # one network, or an ensemble's members
     tokenizer: ReportTokenizer
     vocab: Vocabulary
     tasks: list[str]
     label_maps: dict[str, list[str]]
     decoder: Decoder
-    centroids: np.ndarray | None
+    centroids: tuple[np.ndarray, ...] | None  # per member
     max_length: int
     manifests: dict
     device: torch.device
@@ -122,34 +187,54 @@ def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> B
         t: torch.zeros(cfg["num_classes"][t], cfg["embedding_dim"])
         for t in cfg.get("knowledge_tasks", [])
     }
-    net = MTCNN(
-        cfg["vocab_size"], cfg["num_classes"], cfg["embedding_dim"], cfg["filters"],
-        cfg["kernel_sizes"], cfg["dropout"], label_vectors=knowledge,
-        knowledge_head=cfg.get("heads", "label-knowledge"),
-    )  # fmt: skip
-    net.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
     dev = torch.device(device)
-    net.to(dev).eval()
     cpu_int8 = dev.type == "cpu" and "fbgemm" in torch.backends.quantized.supported_engines
-    if precision == "int8" or (precision == "auto" and cpu_int8 and not knowledge):
-        if dev.type != "cpu":
-            raise ValueError("int8 precision runs on the CPU only")
-        net.use_int8()
+    int8 = precision == "int8" or (precision == "auto" and cpu_int8 and not knowledge)
+    if int8 and dev.type != "cpu":
+        raise ValueError("int8 precision runs on the CPU only")
+    nets = []
+    for i in range(int(cfg.get("members", 1))):
+        net = MTCNN(
+            cfg["vocab_size"], cfg["num_classes"], cfg["embedding_dim"], cfg["filters"],
+            cfg["kernel_sizes"], cfg["dropout"], label_vectors=knowledge,
+            knowledge_head=cfg.get("heads", "label-knowledge"),
+        )  # fmt: skip
+        weights = folder / member_file("weights.pt", i)
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        net.to(dev).eval()
+        if int8:
+            net.use_int8()
+        nets.append(net)
     vocab = Vocabulary((folder / "vocab.txt").read_text().splitlines()[2:])
-    centroids = folder / "centroids.npy"
+    centroids = [folder / member_file("centroids.npy", i) for i in range(len(nets))]
     return Bundle(
-        net=net,
+        nets=tuple(nets),
         tokenizer=ReportTokenizer.load(folder / "tokenizer"),
         vocab=vocab,
         tasks=list(cfg["tasks"]),
         label_maps=json.loads((folder / "label_maps.json").read_text()),
         decoder=Decoder.from_dict(json.loads((folder / "decoder.json").read_text())),
-        centroids=np.load(centroids) if centroids.exists() else None,
+        centroids=tuple(map(np.load, centroids)) if centroids[0].exists() else None,
         max_length=int(cfg["max_length"]),
         manifests=json.loads((folder / "manifests.json").read_text()),
         device=dev,
         folder=folder,
     )
+
+
+def check_reads_like(bundle: Bundle, itos: Sequence[str], label_maps: dict[str, list[str]]) -> None:
+    """Raise unless data with this vocabulary and these classes gives the reports the token ids
+    and class ids the bundle's networks were trained on."""
+    if list(itos) != list(bundle.vocab.itos):
+        raise InputError(
+            "the data's vocabulary is not the model's (another embeddings folder or report "
+            "table?): it would be scored on other token ids",
+            path=bundle.folder / "vocab.txt",
+        )
+    if dict(label_maps) != dict(bundle.label_maps):
+        diff = sorted(t for t in bundle.label_maps if label_maps.get(t) != bundle.label_maps[t])
+        raise InputError(f"the data's classes differ from the model's for {diff}",
+                         path=bundle.folder / "label_maps.json")  # fmt: skip
 
 
 def encode(bundle: Bundle, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
@@ -230,7 +315,8 @@ def score_ids(
     bundle: Bundle, ids: list[list[int]], batch_size: int = 32, pad_to: int | None = None
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Class probabilities per task and the similarity to the training sites (None without
-    centroids); ``pad_to`` pads every batch to a fixed width instead."""
+    centroids), each the mean over the bundle's members; ``pad_to`` pads every batch to a
+    fixed width instead."""
     order = np.argsort([len(x) for x in ids], kind="stable")
     out = {t: np.zeros((len(ids), len(bundle.label_maps[t])), np.float32) for t in bundle.tasks}
     sim = np.zeros(len(ids)) if bundle.centroids is not None else None
@@ -240,12 +326,21 @@ def score_ids(
         tokens = torch.full((len(idx), width), PAD, dtype=torch.long)
         for r, i in enumerate(idx):
             tokens[r, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
-        lengths = torch.tensor([len(ids[i]) for i in idx])
-        enc = bundle.net.encode(tokens.to(bundle.device), lengths.to(bundle.device))
-        logits = bundle.net.classify(enc)
-        z = enc.z
-        for t in bundle.tasks:
-            out[t][idx] = torch.softmax(logits[t].float(), -1).cpu().numpy()
-        if sim is not None and bundle.centroids is not None:
-            sim[idx] = similarity(z.float().cpu().numpy(), bundle.centroids)
+        lengths = torch.tensor([len(ids[i]) for i in idx]).to(bundle.device)
+        tokens = tokens.to(bundle.device)
+        k = len(bundle.nets)
+        for m, net in enumerate(bundle.nets):
+            enc = net.encode(tokens, lengths)
+            logits = net.classify(enc)
+            for t in bundle.tasks:
+                p = torch.softmax(logits[t].float(), -1).cpu().numpy()
+                out[t][idx] = p if m == 0 else out[t][idx] + p
+            if sim is not None and bundle.centroids is not None:
+                s_m = similarity(enc.z.float().cpu().numpy(), bundle.centroids[m])
+                sim[idx] = s_m if m == 0 else sim[idx] + s_m
+        if k > 1:
+            for t in bundle.tasks:
+                out[t][idx] /= k
+            if sim is not None:
+                sim[idx] /= k
     return out, sim

@@ -1,7 +1,7 @@
 """The ``kinpath`` command: one entry point, a subcommand group per package.
 
 ``kinpath kg build|stats|link|embed``, ``kinpath embed train|compare|evaluate``,
-``kinpath phenotype compare``, ``kinpath registry register|promote|list``,
+``kinpath phenotype compare``, ``kinpath registry register|promote|list|ensemble``,
 ``kinpath predict``, ``kinpath run`` and ``kinpath demo``. Every subcommand reads ``-c
 config.yaml`` (jsonargparse): the YAML's keys are the subcommand's options.
 Options may be spelled with dashes or underscores (``--on-error`` or
@@ -28,7 +28,7 @@ SUBCOMMANDS = {
     "kg": ("kg.cli", "COMMANDS", "knowledge graph: build (UMLS RRF / OBO), stats, link a corpus, embed (pykeen)"),
     "embed": ("embeddings.cli", "COMMANDS", "word vectors: train, compare (word2vec / retrofit / kg-joint), evaluate"),
     "phenotype": ("phenotyping.compare", "COMMANDS", "compare MT-CNN initializations and the TF-IDF baseline"),
-    "registry": ("pipelines.jobs", "REGISTRY_COMMANDS", "MLflow model registry: register, promote, list"),
+    "registry": ("pipelines.jobs", "REGISTRY_COMMANDS", "MLflow model registry: register, promote, list, ensemble (seeds as one model)"),
     "predict": ("pipelines.jobs", "predict", "score reports with a registered model (files or an OMOP warehouse; resumable)"),
     "omop": ("pipelines.jobs", "OMOP_COMMANDS", "OMOP warehouse: init-schema (CDM v5.4 NOTE, NOTE_NLP)"),
     "run": ("pipelines.run", "run", "the whole pipeline from a config, stages cached"),

@@ -138,5 +138,40 @@ def list_(tracking_uri: str | None = None) -> None:
     print(json.dumps(registry.list_models(tracking_uri), indent=2, default=str))
 
 
-REGISTRY_COMMANDS = {"register": register, "promote": promote, "list": list_}
+def ensemble(
+    runs: list[str],
+    name: str | None = None,
+    alias: str | None = None,
+    run_name: str | None = None,
+    tracking_uri: str | None = None,
+) -> None:
+    """Average the class probabilities of fits that differ only in their seed, as one model:
+    its decoder is fitted on the ensemble's validation probabilities, its figures logged as a
+    new MLflow run with a bundle/ like a fit's. Run it in the folder the fits ran in (their
+    configs' data paths are relative to it).
+
+    Args:
+        runs: The fits' MLflow run ids (two or more).
+        name: Also register the ensemble as a new version of this model.
+        alias: Also point this alias (champion) at that version (needs name).
+        run_name: The new run's name (default: the members' name with their seeds).
+        tracking_uri: MLflow tracking URI.
+    """
+    from kg.errors import InputError
+    from pipelines import registry
+    from pipelines.ensemble import ensemble as build
+
+    if alias and not name:
+        raise InputError("--alias needs --name")
+    out = build(runs, tracking_uri, run_name)
+    if name:
+        r = registry.register(out["run_id"], name, tracking_uri)
+        out["registered"] = r.__dict__
+        if alias:
+            registry.promote(name, r.version, alias, tracking_uri)
+            out["registered"]["uri"] = f"models:/{name}@{alias}"
+    print(json.dumps(out, indent=2))
+
+
+REGISTRY_COMMANDS = {"register": register, "promote": promote, "list": list_, "ensemble": ensemble}
 OMOP_COMMANDS = {"init-schema": init_schema}

@@ -98,7 +98,7 @@ def write_report(
         ("All test splits pooled", [
             ("table", method_table(results, tasks, "test", spreads)), ("text", legend),
         ]),
-        (f"Auto-coding by the champion ({champion}, seed {champion_fit['seed']}): before and after decoding", [
+        (f"Auto-coding by the champion ({champion}, {_seeds(champion_fit['seed'])}): before and after decoding", [
             ("table", autocoding_table(champion_fit["metrics"], tasks,
                                        ["test", *(f"test/{n}" for n in tables)])),
             ("text", "before: each task alone, abstaining below the lowest confidence that "
@@ -130,6 +130,10 @@ def write_report(
         "html": str(folder / "results.html"),
         "run_id": run.info.run_id,
     }
+
+
+def _seeds(seed: int | list[int]) -> str:
+    return f"seeds {', '.join(map(str, seed))}" if isinstance(seed, list) else f"seed {seed}"
 
 
 _ORDER = ["site", "subsite", "laterality", "behavior", "histology", "grade"]

@@ -9,8 +9,11 @@ Stages, each writing a folder under ``work/`` with a ``stage.json``::
     fit-<init>-<heads>-<seed>/   one MT-CNN fit (LightningCLI, one MLflow run) per
                   initialization × heads × seed
     baseline/     TF-IDF + logistic regression
+    ensemble-<init>-<heads>/   with ``registry.ensemble``: a method's seeds as one model
+                  (pipelines.ensemble), logged as an MLflow run of its own
     registry/     the champion's run registered, alias set (``champion: best``: the
-                  config with the lowest mean validation loss, its best seed)
+                  config with the lowest mean validation loss, its best seed; with
+                  ``registry.ensemble``, the ensemble of the lowest validation loss)
     predict/      kinpath predict over the test split with models:/NAME@ALIAS (the
                   split's texts pass through a transient file, removed once scored)
     report/       results.md and results.html with the plots, also logged to MLflow
@@ -111,6 +114,13 @@ class RegistryConfig:
     # then that config's best seed), an initialization ("kg-joint": its first heads), or
     # "<init> / <heads>"
     champion: str = "kg-joint"
+    # register a method's seeds as one model, their class probabilities averaged
+    # (pipelines.ensemble): with champion "best", every method fitted with two seeds or more
+    # is built and the ensemble of the lowest validation loss registered; with a named
+    # champion, its ensemble (a method with one seed: that fit). On TCGA three seeds' ensemble
+    # beats every single fit on site and histology, at three networks' cost per report
+    # (README, "Seed ensembles")
+    ensemble: bool = False
 
 
 class Stages:
@@ -289,20 +299,27 @@ def run(
             extra = next((v for m, v in fit.more_seeds.items()
                           if _named_method(m, fit) == method_name(init, heads)), [])  # fmt: skip
             for s in dict.fromkeys([*(fit.seeds or [seed]), *extra]):
+                stage_name = f"fit-{init}-{heads}-{s}"
                 out = st.run(
-                    f"fit-{init}-{heads}-{s}",
+                    stage_name,
                     {"init": init, "heads": heads, "seed": s, "config": fit.config,
                      "fit_args": fit.fit_args, "tracking": tracking_uri, "config_sha": config_sha},
                     ["data", "graph", "embeddings"],
                     _fit_stage(init, heads, fit, reports, emb, data, s, g["graph"], valid),
                     exists=lambda out: _run_exists(out["run_id"]), packages=FIT_PACKAGES,
                 )  # fmt: skip
-                fits.setdefault(method_name(init, heads), []).append(out | {"seed": s})
+                fits.setdefault(method_name(init, heads), []).append(
+                    out | {"seed": s, "stage": stage_name}
+                )
     results: dict[str, dict[str, float]] = {}
     spreads: dict[str, dict[str, float]] = {}
     for name, runs in fits.items():
         results[name], spreads[name] = aggregate_seeds([r["metrics"] for r in runs])
     champion, champion_fit = _champion(registry.champion, fit, fits)
+    seeds_of = {n: [r["seed"] for r in rs] for n, rs in fits.items()}
+    if registry.ensemble:
+        champion, champion_fit = _ensembles(st, registry, fits, champion, champion_fit,
+                                            results, seeds_of, tracking_uri)  # fmt: skip
     log.info(
         "champion: %s, seed %s (run %s)", champion, champion_fit["seed"], champion_fit["run_id"]
     )
@@ -359,10 +376,10 @@ def run(
 
         return write_report(
             folder, results | {"tfidf-logreg": base["metrics"]}, spreads, emb, pred, model,
-            champion, champion_fit, tracking_uri, {n: [r["seed"] for r in rs] for n, rs in fits.items()},
+            champion, champion_fit, tracking_uri, seeds_of,
         )  # fmt: skip
 
-    fit_stages = [n for n in st.keys if n.startswith("fit-")]
+    fit_stages = [n for n in st.keys if n.startswith(("fit-", "ensemble"))]
     rep = st.run(
         "report",
         {"champion": champion},
@@ -400,6 +417,49 @@ def _champion(choice: str, fit: FitConfig, fits: dict[str, list[dict]]) -> tuple
     else:
         name = _named_method(choice, fit)
     return name, min(fits[name], key=loss)
+
+
+def _ensembles(
+    st: Stages,
+    registry: RegistryConfig,
+    fits: dict[str, list[dict]],
+    champion: str,
+    champion_fit: dict,
+    results: dict[str, dict[str, float]],
+    seeds_of: dict[str, list[int]],
+    tracking_uri: str,
+) -> tuple[str, dict]:
+    """One ensemble stage per method fitted with two seeds or more (with ``champion: best``;
+    else the named champion's only), each a row of the results; the champion becomes the
+    ensemble of the lowest validation loss (the ensemble's own, over the whole split)."""
+    from pipelines.ensemble import ensemble
+
+    names = [n for n, rs in fits.items() if len(rs) >= 2]
+    if registry.champion != "best":
+        names = [n for n in names if n == champion]
+    if not names:
+        log.warning("registry.ensemble: no champion candidate has two seeds; registering %s, "
+                    "seed %s", champion, champion_fit["seed"])  # fmt: skip
+        return champion, champion_fit
+
+    def stage(members: list[str]) -> Callable[[Path], dict]:
+        return lambda folder: ensemble(members, tracking_uri)
+
+    built = {}
+    for name in names:
+        members = [r["run_id"] for r in fits[name]]
+        slug = fits[name][0]["stage"].rsplit("-", 1)[0].replace("fit-", "ensemble-", 1)
+        built[name] = st.run(
+            slug, {"members": members, "tracking": tracking_uri},
+            ["data", *(r["stage"] for r in fits[name])], stage(members),
+            exists=lambda out: _run_exists(out["run_id"]),
+        )  # fmt: skip
+        results[f"{name} ensemble"] = built[name]["metrics"]
+        seeds_of[f"{name} ensemble"] = built[name]["seeds"]
+    best = min(built, key=lambda n: built[n]["val_loss"])
+    e = built[best]
+    return f"{best} ensemble", {"run_id": e["run_id"], "metrics": e["metrics"],
+                                "val_loss": e["val_loss"], "seed": e["seeds"]}  # fmt: skip
 
 
 def _fit_stage(

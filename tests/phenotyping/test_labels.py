@@ -154,7 +154,7 @@ def test_label_weights_heads_train_and_save_their_graph_vectors(
     trained = (y >= 0) & (y != classes.index("8520"))
     assert (probs[trained].argmax(1) == y[trained]).mean() > 0.9
     b = _bundle_scores_as_trained(tmp_path, graph, dm, m)
-    assert isinstance(b.net.heads["histology"], LabelWeightsHead)
+    assert isinstance(b.nets[0].heads["histology"], LabelWeightsHead)
 
 
 def _bundle_scores_as_trained(
@@ -169,7 +169,7 @@ def _bundle_scores_as_trained(
     held = classes.index("8520")
     assert vectors.shape == (len(classes), dm.embedding_dim) and np.abs(vectors[held]).sum() > 0
     # int8 convolutions moved TCGA histology macro-F1 beyond 0.01 for these heads: auto keeps fp32
-    assert load_bundle(bundle_dir).net.int8 is None
+    assert load_bundle(bundle_dir).nets[0].int8 is None
     b = load_bundle(bundle_dir, precision="fp32")  # as trained; int8 is checked in test_network
     ids = [dm.ids[i] for i in dm.splits["test"]]
     got, _ = score_ids(b, ids)

@@ -143,8 +143,8 @@ def test_worker_processes_keep_the_order_and_the_answers(
 ) -> None:
     _bad_csv(tmp_path / "in.csv")
     model = load_model(registered.champion, registered.tracking_uri, precision="fp32")
-    assert model.bundle.net.int8 is None  # the load-time choice reaches the pyfunc
-    assert load_model(registered.champion, registered.tracking_uri).bundle.net.int8 is not None
+    assert model.bundle.nets[0].int8 is None  # the load-time choice reaches the pyfunc
+    assert load_model(registered.champion, registered.tracking_uri).bundle.nets[0].int8 is not None
     outs = {}
     for workers in (0, 2):
         out = tmp_path / f"out{workers}.parquet"

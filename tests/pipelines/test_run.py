@@ -115,6 +115,18 @@ def test_end_to_end_then_cached(
     assert "fit-retrofit-plain-7" not in seventh["timings"]
     assert " ± " in (tmp_path / "work/report/results.md").read_text()
 
+    # the champion's seeds as one registered model: an ensemble stage and run, its own row
+    kw |= {"registry": RegistryConfig(champion="best", ensemble=True)}
+    eighth = run(**kw)  # type: ignore[arg-type]
+    assert eighth["timings"]["ensemble-random-plain"] != "cached"
+    assert eighth["timings"]["fit-random-plain-7"] == "cached"
+    model = mlflow.pyfunc.load_model(eighth["model"]["uri"])
+    assert len(model.unwrap_python_model().bundle.nets) == 2
+    md = (tmp_path / "work/report/results.md").read_text()
+    assert "| mtcnn random / plain ensemble |" in md and "seeds 42, 7" in md
+    pred = pd.read_parquet(tmp_path / "work/predict/predictions.parquet")
+    assert len(pred) == 12 and (pred["status"] == "ok").all()
+
 
 def test_the_environment_and_the_project_decide_the_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
