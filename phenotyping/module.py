@@ -117,6 +117,9 @@ class MTCNNModule(pl.LightningModule):
         heads: str = "plain",
         label_terms: dict[str, list[list[list[int]]]] | None = None,
         train_counts: dict[str, list[int]] | None = None,
+        teacher: str | None = None,
+        distill_weight: float = 0.5,
+        distill_temperature: float = 2.0,
     ):
         """The multitask CNN and how it is trained.
 
@@ -152,6 +155,14 @@ class MTCNNModule(pl.LightningModule):
             label_terms: Per task, per class, its graph terms as token ids (linked from
                 the data); the label vectors are their mean initial word vectors.
             train_counts: Training reports per class of each task (linked from the data).
+            teacher: A bundle folder (a seed ensemble's, ``kinpath registry ensemble``, or a
+                fit's; ``mlflow artifacts download -r RUN -a bundle``) to distil: its class
+                probabilities on the training reports, computed once at the start of the
+                fit, are soft targets beside the labels. It must read reports as the data
+                does (same vocabulary and classes). None: labels only.
+            distill_weight: The soft targets' share of the training loss, α in
+                ``(1 - α) · cross-entropy + α · T² · KL(teacher_T ‖ model_T)`` per task.
+            distill_temperature: T, the temperature both distributions are softened by.
         """
         super().__init__()
         if init not in ("pretrained", "random"):
@@ -199,6 +210,7 @@ class MTCNNModule(pl.LightningModule):
             frozenset(tuple(x) for x in rules["valid"]) if rules.get("valid") is not None else None
         )
         self.decoder: Decoder | None = None
+        self._teacher: dict[str, torch.Tensor] | None = None  # per task, [data rows, classes]
         self.centroids: np.ndarray | None = None
         self._before: dict[str, float] = {}  # per-task thresholds as before decoding existed
         # per split, per batch: probabilities, labels, row index, similarity to training
@@ -216,6 +228,39 @@ class MTCNNModule(pl.LightningModule):
             return None
         return {t: w.to(device) for t, w in self._weights.items()}
 
+    def on_fit_start(self) -> None:
+        """With a teacher: its class probabilities on every training report, once."""
+        path = self.hparams.get("teacher")
+        dm = getattr(self.trainer, "datamodule", None)
+        if not path or dm is None:
+            return
+        from phenotyping.bundle import check_reads_like, load_bundle, score_ids
+
+        teacher = load_bundle(Path(path), precision="fp32")
+        check_reads_like(teacher, dm.vocab.itos, dm.label_maps)
+        rows = dm.splits["train"]
+        log.info("distilling %s (%d network(s)): scoring the %d training reports",
+                 path, len(teacher.nets), len(rows))  # fmt: skip
+        probs, _ = score_ids(teacher, [dm.ids[i] for i in rows])
+        n = len(dm.ids)
+        self._teacher = {}
+        for t in self.tasks:
+            full = torch.zeros(n, probs[t].shape[1])
+            full[torch.as_tensor(rows)] = torch.as_tensor(probs[t])
+            self._teacher[t] = full
+
+    def _distill_loss(self, logits: dict[str, torch.Tensor], index: torch.Tensor) -> torch.Tensor:
+        """Sum over tasks of ``T² · KL(teacher_T ‖ model_T)``, averaged over the batch."""
+        assert self._teacher is not None
+        temp = float(self.hparams.get("distill_temperature", 2.0))
+        total = torch.zeros((), device=self.device)
+        for t in self.tasks:
+            p = self._teacher[t][index.cpu()].to(self.device)
+            soft = torch.softmax(torch.log(p.clamp_min(1e-12)) / temp, -1)
+            logq = torch.log_softmax(logits[t].float() / temp, -1)
+            total = total + F.kl_div(logq, soft, reduction="batchmean") * temp**2
+        return total
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["tokens"], batch["lengths"])
         loss, per_task = masked_multitask_loss(
@@ -226,6 +271,11 @@ class MTCNNModule(pl.LightningModule):
             self.hparams.get("label_smoothing", 0.0),
         )
         bs = len(batch["tokens"])
+        if self._teacher is not None:
+            alpha = float(self.hparams.get("distill_weight", 0.5))
+            kd = self._distill_loss(logits, batch["index"])
+            self.log("train/distill_loss", kd, on_step=False, on_epoch=True, batch_size=bs)
+            loss = (1 - alpha) * loss + alpha * kd
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         for t, v in per_task.items():
             self.log(f"train/{t}/loss", v, on_step=False, on_epoch=True, batch_size=bs)
