@@ -23,13 +23,14 @@ seed) is the same folder with ``"members": N`` in network.json, the other
 members' ``weights-<i>.pt`` and ``centroids-<i>.npy`` beside the first's, and a
 decoder fitted on the members' averaged validation probabilities. It scores a
 report with every member and averages the class probabilities (and the
-similarity to the training sites, each member against its own centroids).
+similarity to the training sites, each member against its own centroids). Its
+``label_vectors.npz`` is the first member's (each member's are in its weights).
 
 No report text is in it. :func:`encode` and :func:`score_ids` are the whole
 inference path: tokenize, look up ids, cut to the longest length, sort by
 length, batch padded to the batch's longest report, softmax per task (averaged
-over an ensemble's members) and the similarity to the training sites; :func:`phenotyping.decode.decode` turns
-those into codes. Nothing here imports Lightning: a registered model loads
+over an ensemble's members) and the similarity to the training sites;
+:func:`phenotyping.decode.decode` turns those into codes. Nothing here imports Lightning: a registered model loads
 where only its inference requirements are installed.
 """
 
