@@ -80,7 +80,12 @@ def build_ensemble(
     val_rows = dm.splits["val"]
     if not len(val_rows):
         raise InputError("the data has no validation reports to fit the ensemble's decoder on")
-    val_probs, val_sim = _score(bundle, dm, val_rows, batch_size)
+    # each member once: its own loss (what averaging gained, by the same measure) and, averaged,
+    # the ensemble's probabilities and similarity, as score_ids computes them for the ensemble
+    parts = [_score(load_bundle(m, precision="fp32"), dm, val_rows, batch_size) for m in members]
+    val_probs = {t: np.mean([p[t] for p, _ in parts], axis=0) for t in tasks}
+    sims = [s for _, s in parts if s is not None]
+    val_sim = np.mean(sims, axis=0) if len(sims) == len(parts) else None
     val_y = dm.labels[val_rows]
     old = bundle.decoder
     decoder = fit_decoder(
@@ -90,12 +95,7 @@ def build_ensemble(
     (folder / "decoder.json").write_text(json.dumps(decoder.as_dict(), indent=1) + "\n")
     metrics = split_metrics("val", val_probs, val_y, tasks)
     loss = validation_loss(val_probs, val_y, tasks)
-    # each member alone, by the same measure: what averaging gained
-    member_losses = [
-        validation_loss(_score(load_bundle(m, precision="fp32"), dm, val_rows, batch_size)[0],
-                        val_y, tasks)
-        for m in members
-    ]  # fmt: skip
+    member_losses = [validation_loss(p, val_y, tasks) for p, _ in parts]
     metrics["val/loss"] = loss
     metrics["val/member_loss_mean"] = float(np.mean(member_losses))
     before = before_thresholds(val_probs, val_y, tasks, decoder)
