@@ -14,8 +14,7 @@ import numpy as np
 from phenotyping.abstain import choose_threshold
 from phenotyping.decode import Decoded, Decoder, decode, decoded_metrics, independent
 from phenotyping.metrics import classification_metrics, rare_macro_f1
-
-MISSING = -100
+from phenotyping.tasks import MISSING
 
 
 def truth_names(
