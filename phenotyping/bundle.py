@@ -168,18 +168,38 @@ class Bundle:
     manifests: dict
     device: torch.device
     folder: Path
+    precision: str = "fp32"  # what scores: fp32, int8 (convolutions) or bf16 (checked)
 
 
-PRECISIONS = ("auto", "fp32", "int8")
+PRECISIONS = ("auto", "fp32", "int8", "bf16")
+
+# bf16 answers are scored again in fp32 where a task's two best classes are closer than
+# this in probability: there bf16's rounding could change the answer. bf16 moved a class
+# probability of the TCGA champion by at most 0.025 on the validation reports, so a gap
+# above twice that keeps each task's answer fp32's (README, Benchmarks)
+BF16_RECHECK = 0.06
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere oneDNN
+    emulates it, slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
 def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> Bundle:
     """``precision``: ``int8`` scores the convolutions as int8 matrix products
-    (:class:`~phenotyping.network.Int8Convs`, CPU only), ``fp32`` as trained; ``auto``
-    is int8 for plain heads on a CPU with a quantized engine (fbgemm, x86) and fp32
-    elsewhere. Heads that carry the graph's term vectors stay fp32 under ``auto``: with
-    int8 convolutions, TCGA histology macro-F1 moved by 0.016, beyond the 0.01 that
-    ``bench/batch_throughput.py`` allows (README, Benchmarks)."""
+    (:class:`~phenotyping.network.Int8Convs`, CPU only), ``bf16`` scores in bfloat16
+    autocast and scores again in fp32 the reports where a task's answer is a close call
+    (:data:`BF16_RECHECK`), ``fp32`` as trained. ``auto`` is int8 for plain heads on a
+    CPU with a quantized engine (fbgemm, x86); bf16 for heads that carry the graph's term
+    vectors on a CPU with bf16 in hardware (:func:`native_bf16`); fp32 elsewhere. Those
+    heads are not int8 under ``auto``: with int8 convolutions, TCGA histology macro-F1
+    moved by 0.016, beyond the 0.01 that ``bench/batch_throughput.py`` allows (README,
+    Benchmarks)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     folder = Path(folder)
@@ -190,7 +210,14 @@ def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> B
     }
     dev = torch.device(device)
     cpu_int8 = dev.type == "cpu" and "fbgemm" in torch.backends.quantized.supported_engines
-    int8 = precision == "int8" or (precision == "auto" and cpu_int8 and not knowledge)
+    if precision == "auto":
+        if dev.type == "cpu" and cpu_int8 and not knowledge:
+            precision = "int8"
+        elif dev.type == "cpu" and knowledge and native_bf16():
+            precision = "bf16"
+        else:
+            precision = "fp32"
+    int8 = precision == "int8"
     if int8 and dev.type != "cpu":
         raise ValueError("int8 precision runs on the CPU only")
     nets = []
@@ -220,6 +247,7 @@ def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> B
         manifests=json.loads((folder / "manifests.json").read_text()),
         device=dev,
         folder=folder,
+        precision=precision,
     )
 
 
@@ -317,10 +345,12 @@ def score_ids(
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Class probabilities per task and the similarity to the training sites (None without
     centroids), each the mean over the bundle's members; ``pad_to`` pads every batch to a
-    fixed width instead."""
+    fixed width instead. A bf16 bundle scores each batch in bf16, then again in fp32 the
+    reports with a close call (:func:`close_calls`), and keeps the fp32 figures for those."""
     order = np.argsort([len(x) for x in ids], kind="stable")
     out = {t: np.zeros((len(ids), len(bundle.label_maps[t])), np.float32) for t in bundle.tasks}
     sim = np.zeros(len(ids)) if bundle.centroids is not None else None
+    bf16 = bundle.precision == "bf16"
     for s in range(0, len(ids), batch_size):
         idx = order[s : s + batch_size]
         width = pad_to or max(MIN_TOKENS, max(len(ids[i]) for i in idx))
@@ -329,19 +359,50 @@ def score_ids(
             tokens[r, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
         lengths = torch.tensor([len(ids[i]) for i in idx]).to(bundle.device)
         tokens = tokens.to(bundle.device)
-        k = len(bundle.nets)
+        probs, near = _score_batch(bundle, tokens, lengths, bf16)
+        if bf16:
+            close = close_calls(probs, BF16_RECHECK)
+            if close.any():
+                rows = torch.from_numpy(np.flatnonzero(close)).to(bundle.device)
+                exact, exact_near = _score_batch(bundle, tokens[rows], lengths[rows], False)
+                for t in bundle.tasks:
+                    probs[t][close] = exact[t]
+                if near is not None and exact_near is not None:
+                    near[close] = exact_near
+        for t in bundle.tasks:
+            out[t][idx] = probs[t]
+        if sim is not None and near is not None:
+            sim[idx] = near
+    return out, sim
+
+
+def _score_batch(
+    bundle: Bundle, tokens: torch.Tensor, lengths: torch.Tensor, bf16: bool
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """One padded batch's probabilities and similarity, averaged over the members."""
+    k = len(bundle.nets)
+    probs: dict[str, np.ndarray] = {}
+    sim = None
+    with torch.autocast(bundle.device.type, dtype=torch.bfloat16, enabled=bf16):
         for m, net in enumerate(bundle.nets):
             enc = net.encode(tokens, lengths)
             logits = net.classify(enc)
             for t in bundle.tasks:
-                p = torch.softmax(logits[t].float(), -1).cpu().numpy()
-                out[t][idx] = p if m == 0 else out[t][idx] + p
-            if sim is not None and bundle.centroids is not None:
-                s_m = similarity(enc.z.float().cpu().numpy(), bundle.centroids[m])
-                sim[idx] = s_m if m == 0 else sim[idx] + s_m
-        if k > 1:
-            for t in bundle.tasks:
-                out[t][idx] /= k
-            if sim is not None:
-                sim[idx] /= k
-    return out, sim
+                p = torch.softmax(logits[t].float(), -1).cpu().numpy() / k
+                probs[t] = p if m == 0 else probs[t] + p
+            if bundle.centroids is not None:
+                s_m = similarity(enc.z.float().cpu().numpy(), bundle.centroids[m]) / k
+                sim = s_m if sim is None else sim + s_m
+    return probs, sim
+
+
+def close_calls(probs: dict[str, np.ndarray], gap: float) -> np.ndarray:
+    """Per report: whether any task's two most probable classes lie within ``gap``, so that
+    a small change to the probabilities could change its answer."""
+    n = len(next(iter(probs.values())))
+    close = np.zeros(n, dtype=bool)
+    for p in probs.values():
+        if p.shape[1] > 1:
+            top2 = np.partition(p, -2, axis=1)[:, -2:]
+            close |= top2[:, 1] - top2[:, 0] < gap
+    return close

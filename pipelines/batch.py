@@ -68,7 +68,8 @@ class LoadedModel:
 
 def load_model(uri: str, tracking: str | None = None, precision: str = "auto") -> LoadedModel:
     """Load a pyfunc model (``models:/NAME@ALIAS``, ``models:/NAME/V``, ``runs:/...``, a path);
-    ``precision``: auto (int8 convolutions on a CPU, plain heads only), fp32 or int8
+    ``precision``: auto (int8 convolutions on a CPU for plain heads, checked bf16 for
+    label-knowledge heads on a CPU with bf16 in hardware), fp32, int8 or bf16
     (phenotyping.bundle)."""
     import mlflow
 

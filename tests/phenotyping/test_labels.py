@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from kg.graph import build_graph, load_graph
-from phenotyping.bundle import Bundle, load_bundle, save_bundle, score_ids
+from phenotyping import bundle as bundle_module
+from phenotyping.bundle import Bundle, close_calls, load_bundle, native_bf16, save_bundle, score_ids
 from phenotyping.data import ReportDataModule
 from phenotyping.labels import code_terms
 from phenotyping.module import MTCNNModule
@@ -168,8 +169,11 @@ def _bundle_scores_as_trained(
     vectors = np.load(bundle_dir / "label_vectors.npz")["histology"]
     held = classes.index("8520")
     assert vectors.shape == (len(classes), dm.embedding_dim) and np.abs(vectors[held]).sum() > 0
-    # int8 convolutions moved TCGA histology macro-F1 beyond 0.01 for these heads: auto keeps fp32
-    assert load_bundle(bundle_dir).nets[0].int8 is None
+    # int8 convolutions moved TCGA histology macro-F1 beyond 0.01 for these heads: auto is
+    # bf16 (checked) where the CPU has it in hardware, else fp32
+    auto = load_bundle(bundle_dir)
+    assert auto.nets[0].int8 is None
+    assert auto.precision == ("bf16" if native_bf16() else "fp32")
     b = load_bundle(bundle_dir, precision="fp32")  # as trained; int8 is checked in test_network
     ids = [dm.ids[i] for i in dm.splits["test"]]
     got, _ = score_ids(b, ids)
@@ -177,4 +181,35 @@ def _bundle_scores_as_trained(
         want = [torch.softmax(m(torch.tensor([x]), torch.tensor([len(x)]))["histology"], -1)[0].numpy()
                 for x in ids]  # fmt: skip
     np.testing.assert_allclose(got["histology"], np.stack(want), atol=1e-5)
+    _bf16_gives_fp32_answers(bundle_dir, ids, got)
     return b
+
+
+def _bf16_gives_fp32_answers(bundle_dir: Path, ids: list[list[int]], fp32: dict) -> None:
+    """bf16 scoring: every task's answer is fp32's; the close calls carry fp32's own
+    probabilities, and the rest bf16's (which differ from fp32's, or bf16 did not run)."""
+    b = load_bundle(bundle_dir, precision="bf16")
+    got, _ = score_ids(b, ids)
+    for t in fp32:
+        assert (got[t].argmax(1) == fp32[t].argmax(1)).all(), t
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bundle_module, "BF16_RECHECK", 0.0)  # nothing scored again: bf16 throughout
+        raw, _ = score_ids(b, ids)
+        mp.setattr(bundle_module, "BF16_RECHECK", 2.0)  # everything scored again in fp32
+        again, _ = score_ids(b, ids)
+    close = close_calls(raw, bundle_module.BF16_RECHECK)  # judged on bf16's figures
+    drift = max(float(np.abs(raw[t] - fp32[t]).max()) for t in fp32)
+    assert 0 < drift < bundle_module.BF16_RECHECK / 2
+    for t in fp32:
+        np.testing.assert_allclose(again[t], fp32[t], atol=1e-5)
+        np.testing.assert_allclose(got[t][close], fp32[t][close], atol=1e-5)
+        np.testing.assert_array_equal(got[t][~close], raw[t][~close])
+
+
+def test_close_calls_are_the_reports_whose_two_best_classes_are_near() -> None:
+    probs = {
+        "site": np.array([[0.50, 0.48, 0.02], [0.90, 0.05, 0.05], [0.30, 0.30, 0.40]]),
+        "behavior": np.ones((3, 1)),  # one class: never a close call
+    }
+    assert close_calls(probs, 0.06).tolist() == [True, False, False]
+    assert close_calls(probs, 0.2).tolist() == [True, False, True]
