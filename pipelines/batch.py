@@ -370,6 +370,7 @@ def predict(
         "output": str(output),
         "model": model.uri,
         "model_version": model.version,
+        "precision": model.bundle.precision,
         "records": len(df),
         "scored": int(ok.sum()),
         "truncated": int((df["status"] == "truncated").sum()),

@@ -260,7 +260,9 @@ def score_notes(
         ).fetchone() or (None, None, False)
         conn.commit()
         summary: dict[str, object] = {"input": "warehouse note table", "model": model.uri,
-                                      "model_version": model.version, "selection": asdict(selection)}  # fmt: skip
+                                      "model_version": model.version,
+                                      "precision": model.bundle.precision,
+                                      "selection": asdict(selection)}  # fmt: skip
         if finished:
             return summary | {"notes_scored_now": 0, "finished_before": True}
         cmap = _concepts(conn, selection.schema) if concepts else {}
