@@ -103,6 +103,7 @@ def test_note_nlp_exactly_once_through_kill_9(
     summary = json.loads(r.stdout)
     assert summary["notes_scored_now"] == n + 3
     assert summary["errors_by_kind"] == {"empty_text": 2, "undecodable": 1}
+    assert summary["precision"] == model.bundle.precision
     rows = _note_nlp(full)
     assert len(rows) == n * TASKS  # one row per good note and task, none for the bad ones
     per_note: dict[int, int] = {}
