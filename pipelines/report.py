@@ -157,6 +157,10 @@ def autocoding_table(metrics: dict[str, float], tasks: list[str], prefixes: list
         v = metrics.get(key)
         return "—" if v is None else f"{v:.3f}"
 
+    def count(key: str) -> str:
+        v = metrics.get(key)
+        return "—" if v is None else f"{int(v)} report(s)"
+
     for prefix in prefixes:
         split = prefix.split("/", 1)[1] if "/" in prefix else "pooled"
         for t in tasks:
@@ -167,8 +171,10 @@ def autocoding_table(metrics: dict[str, float], tasks: list[str], prefixes: list
                      cell(f"{a}/coverage"), cell(f"{a}/covered_accuracy"), cell(f"{a}/backoff"),
                      cell(f"{a}/backoff_accuracy")]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
-        checks = [f"{k}: before {cell(f'{prefix}/before/{k}')}, after {cell(f'{prefix}/{k}')}"
-                  for k in ("contradictions", "edit_checks", "out_of_scope")]  # fmt: skip
+        # contradictions are a count of reports; edit checks and out-of-scope are shares
+        checks = [f"{k}: before {fmt(f'{prefix}/before/{k}')}, after {fmt(f'{prefix}/{k}')}"
+                  for k, fmt in (("contradictions", count), ("edit_checks", cell),
+                                 ("out_of_scope", cell))]  # fmt: skip
         lines.append(f"| {split} | records | " + " | ".join(checks) + " | | | | |")
     return "\n".join(lines) + "\n"
 

@@ -72,5 +72,5 @@ def test_autocoding_table_puts_before_beside_after() -> None:
          "test/contradictions": 0.0, "test/before/contradictions": 4.0}  # fmt: skip
     rows = autocoding_table(m, ["site", "histology"], ["test"]).splitlines()
     assert rows[2] == "| pooled | site | 0.950 | 0.930 | 0.900 | 0.980 | — | — |"
-    assert "contradictions: before 4.000, after 0.000" in rows[3]
+    assert "contradictions: before 4 report(s), after 0 report(s)" in rows[3]
     assert not any("histology" in r for r in rows)  # a task without metrics has no row
