@@ -19,7 +19,6 @@ Also reachable as ``python -m phenotyping``: a separately installed
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -39,15 +38,9 @@ from phenotyping.bundle import save_bundle
 from phenotyping.data import ReportDataModule
 from phenotyping.module import MTCNNModule
 from phenotyping.network import KNOWLEDGE_HEADS
+from phenotyping.store import tracking_uri
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
-
-
-def tracking_uri(uri: str | None = None) -> str:
-    """The given URI, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite default."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 class MlflowSaveConfig(SaveConfigCallback):

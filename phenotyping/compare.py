@@ -20,7 +20,8 @@ from pathlib import Path
 
 from kg.errors import InputError
 from phenotyping.baseline import TfidfConfig, tfidf_baseline
-from phenotyping.cli import cli, tracking_uri
+from phenotyping.cli import cli
+from phenotyping.store import tracking_uri
 from phenotyping.table import method_table
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import yaml
 from mlflow import MlflowClient
 
 from kg.errors import InputError
-from phenotyping.cli import tracking_uri
+from phenotyping.store import tracking_uri
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,9 @@ points an alias (``champion``) at a version; MLflow 3 aliases, not the
 deprecated stages. Every loader takes ``models:/NAME@ALIAS``.
 
 The tracking URI is the ``--tracking_uri`` option, else ``MLFLOW_TRACKING_URI``,
-else the embedded default ``sqlite:///mlruns.db``.
+else the embedded default ``sqlite:///mlruns.db`` in the project folder
+(:mod:`phenotyping.store`); these commands only read or add to a store, so one that
+does not exist is an error, never a new empty store.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from kg.errors import InputError
-from phenotyping.cli import tracking_uri
+from phenotyping.store import existing_store
 from pipelines.model import signature
 
 log = logging.getLogger(__name__)
@@ -39,12 +41,13 @@ class Registered:
 
 def register(run_id: str, name: str, uri: str | None = None) -> Registered:
     """Wrap the run's bundle as a pyfunc model and register it as a new version of ``name``."""
-    mlflow.set_tracking_uri(tracking_uri(uri))
-    client = MlflowClient()
+    store = existing_store(uri)
+    mlflow.set_tracking_uri(store)  # log_model below writes through the fluent API
+    client = MlflowClient(tracking_uri=store)
     try:
         run = client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
-        raise InputError(f"no MLflow run {run_id!r} at {tracking_uri(uri)}") from None
+        raise InputError(f"no MLflow run {run_id!r} at {store}") from None
     if not any(f.path == "bundle" for f in client.list_artifacts(run_id)):
         raise InputError(f"run {run_id} has no bundle/ (was it a finished `lightning fit`?)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,8 +115,7 @@ def _requirements(bundle: Path) -> list[str]:
 
 
 def promote(name: str, version: str, alias: str = "champion", uri: str | None = None) -> None:
-    mlflow.set_tracking_uri(tracking_uri(uri))
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=existing_store(uri))
     try:
         client.get_model_version(name, version)
     except mlflow.exceptions.MlflowException:
@@ -123,8 +125,7 @@ def promote(name: str, version: str, alias: str = "champion", uri: str | None = 
 
 
 def list_models(uri: str | None = None) -> list[dict[str, object]]:
-    mlflow.set_tracking_uri(tracking_uri(uri))
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=existing_store(uri))
     out = []
     # every version in one search, grouped here: no filter string to quote a name into
     versions: dict[str, list] = {}

@@ -54,6 +54,7 @@ from kg.errors import InputError
 from kg.graph import build_graph, file_sha256
 from kg.pairs import PairConfig
 from kg.reports import read_reports, table_paths, table_sha256
+from phenotyping.store import tracking_uri as store_uri
 from phenotyping.table import aggregate_seeds, method_table
 from pipelines.report import task_names
 
@@ -207,7 +208,7 @@ def run(
         fit: MT-CNN fits.
         registry: Registered model name, alias and which initialization is the champion.
     """
-    tracking_uri = resolve_tracking_uri(tracking_uri)
+    tracking_uri = store_uri(tracking_uri)
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # the fits' LightningCLI reads it
     log.info("MLflow tracking store: %s", tracking_uri)
     from phenotyping.network import HEADS
@@ -513,18 +514,6 @@ def source_checksum(packages: tuple[str, ...] = PACKAGES) -> str:
             if f.is_file() and f.suffix in (".py", ".csv", ".yaml"):
                 h.update(str(f.relative_to(root)).encode() + f.read_bytes())
     return h.hexdigest()[:16]
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """The URI to use (argument, ``MLFLOW_TRACKING_URI``, default), a relative SQLite path
-    made absolute against the project folder."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db"
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-        here = Path.cwd()
-        project = next((d for d in (here, *here.parents) if (d / "pyproject.toml").exists()), here)
-        uri = prefix + str(project / uri[len(prefix) :])
-    return uri
 
 
 def _run_exists(run_id: str) -> bool:

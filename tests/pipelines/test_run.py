@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from embeddings.word2vec import Word2VecConfig
+from phenotyping.store import tracking_uri
 from pipelines.run import (
     DataConfig,
     EmbeddingConfig,
     FitConfig,
     RegistryConfig,
-    resolve_tracking_uri,
     run,
 )
 from tests.pipelines.test_report import check_html
@@ -135,10 +135,10 @@ def test_the_environment_and_the_project_decide_the_store(
     (tmp_path / "configs").mkdir()
     monkeypatch.chdir(tmp_path / "configs")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path}/mlruns.db"  # not configs/mlruns.db
+    assert tracking_uri(None) == f"sqlite:///{tmp_path}/mlruns.db"  # not configs/mlruns.db
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert resolve_tracking_uri(None) == "http://127.0.0.1:5000"  # the environment wins
-    assert resolve_tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
+    assert tracking_uri(None) == "http://127.0.0.1:5000"  # the environment wins
+    assert tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
 
 
 def test_an_edit_to_the_orchestration_keeps_the_fits_of_a_given_table(
