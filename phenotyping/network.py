@@ -171,7 +171,12 @@ class Int8Convs(nn.Module):
     A width-``k`` convolution is ``out[t] = b + sum_j W_j x[t+j]``: one product of
     the embeddings with the offsets' weights stacked (``[k*F, D]``), then shifted
     sums. The product is a dynamically quantized linear layer (int8 weights per
-    tensor, activations quantized per batch; fbgemm). One product per width, not
+    tensor; fbgemm). Dynamic quantization scales the activations by the range of
+    the whole input, i.e. of the batch, so a report's scores would depend on which
+    reports share its batch. Every input therefore carries one extra row holding
+    the embedding table's own minimum and maximum: the range, and so the scale, is
+    the table's for every batch (the tokens are rows of that table, padding is
+    zeros). One product per width, not
     one for all: the stacked output is ``k`` times a convolution's, and for all
     widths at once a batch of 3,000-token reports took 600 MB more.
     ``bench/batch_throughput.py`` measures the speed and checks that macro-F1
@@ -179,8 +184,12 @@ class Int8Convs(nn.Module):
     """
 
     biases: torch.Tensor
+    span: torch.Tensor
 
-    def __init__(self, convs: Sequence[nn.Conv1d], kernel_sizes: Sequence[int]):
+    def __init__(
+        self, convs: Sequence[nn.Conv1d], kernel_sizes: Sequence[int], table: torch.Tensor
+    ):
+        """``table``: the embedding weights ``[V, D]`` whose rows the inputs are."""
         super().__init__()
         import warnings
 
@@ -205,13 +214,17 @@ class Int8Convs(nn.Module):
         self.register_buffer(
             "biases", torch.stack([cast(torch.Tensor, c.bias).detach() for c in convs])
         )
+        span = torch.zeros(1, table.shape[1])
+        span[0, 0], span[0, 1 % table.shape[1]] = table.detach().min(), table.detach().max()
+        self.register_buffer("span", span)  # the table's range, one row
 
     def forward(self, emb: torch.Tensor) -> list[torch.Tensor]:
         """``[B, T, D]`` → per width, ``[B, F, T-k+1]`` after ReLU (as the convolutions give)."""
-        t, f = emb.shape[1], self.filters
+        b, t, f = emb.shape[0], emb.shape[1], self.filters
+        rows = torch.cat([emb.reshape(b * t, -1), self.span.to(emb.dtype)])
         out = []
         for i, (k, gemm) in enumerate(zip(self.kernel_sizes, self.gemms, strict=True)):
-            y = gemm(emb)  # [B, T, k*F]
+            y = gemm(rows)[:-1].reshape(b, t, -1)  # [B, T, k*F]
             w = t - k + 1
             acc = y[:, 0:w, 0:f]
             for j in range(1, k):
@@ -294,7 +307,9 @@ class MTCNN(nn.Module):
 
     def use_int8(self) -> MTCNN:
         """Score with int8 convolutions (:class:`Int8Convs`) from now on: inference only."""
-        self.int8 = Int8Convs([cast(nn.Conv1d, c) for c in self.convs], self.kernel_sizes)
+        self.int8 = Int8Convs(
+            [cast(nn.Conv1d, c) for c in self.convs], self.kernel_sizes, self.embedding.weight
+        )
         return self.eval()
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
