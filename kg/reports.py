@@ -23,7 +23,11 @@ reader lives here, at the start of the chain.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import pandas as pd
@@ -101,7 +105,8 @@ def _read_one(
 
 
 def table_sha256(path: Tables) -> str:
-    """Checksum of a report table: the file's bytes, or each .txt file's name and checksum.
+    """Checksum of a report table: the file's bytes, or each .txt entry's name and what the
+    reader gets from it (:func:`txt_entries`: its bytes, or why it cannot be read).
 
     Of several tables: the checksum of their checksums, in order."""
     paths = table_paths(path)
@@ -109,11 +114,57 @@ def table_sha256(path: Tables) -> str:
         return hashlib.sha256("".join(table_sha256(p) for p in paths).encode()).hexdigest()
     path = paths[0]
     if not path.is_dir():
+        if not path.is_file():
+            raise InputError("not a regular file", path=path)
         return file_sha256(path)
     h = hashlib.sha256()
-    for f in sorted(path.glob("*.txt")):
-        h.update(f.name.encode() + file_sha256(f).encode())
+    for e in txt_entries(path):
+        h.update(e.name.encode() + b"\0")
+        h.update(hashlib.sha256(e.data).digest() if e.data is not None else e.problem.encode())
+        h.update(b"\0")
     return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class TxtEntry:
+    """One ``*.txt`` entry of a report folder: its bytes, or why it is not read."""
+
+    name: str
+    data: bytes | None
+    problem: str = ""  # set when data is None
+
+
+def txt_entries(folder: Path) -> Iterator[TxtEntry]:
+    """The folder's ``*.txt`` entries in name order, each read once, exactly as every reader of
+    reports (and the input checksum) sees it. Not read: a link that leads out of the folder
+    (never followed), a dangling link, and anything that is not a regular file (a folder, a
+    FIFO, a device: opening those could hang or read forever)."""
+    inside = folder.resolve()
+    for f in sorted(folder.glob("*.txt")):
+        if f.is_symlink() and not f.resolve().is_relative_to(inside):
+            yield TxtEntry(f.name, None, "a link out of the folder, not followed")
+            continue
+        try:
+            mode = os.stat(f).st_mode  # follows a link inside the folder
+        except OSError as e:
+            yield TxtEntry(f.name, None, e.strerror or type(e).__name__)
+            continue
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+            yield TxtEntry(f.name, None, kind)
+            continue
+        yield _read_regular(f)
+
+
+def _read_regular(f: Path) -> TxtEntry:
+    try:
+        # O_NONBLOCK: an entry swapped for a FIFO since the stat still cannot hang the job
+        with os.fdopen(os.open(f, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return TxtEntry(f.name, None, "not a regular file")
+            return TxtEntry(f.name, fh.read())
+    except OSError as e:
+        return TxtEntry(f.name, None, e.strerror or type(e).__name__)
 
 
 def read_texts(path: Tables, text_col: str = "text", **kw: object) -> Iterator[str]:
@@ -124,14 +175,15 @@ def read_texts(path: Tables, text_col: str = "text", **kw: object) -> Iterator[s
 
 def _chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     if path.is_dir():
-        files = sorted(path.glob("*.txt"))
-        if not files:
-            raise InputError("folder holds no .txt reports", path=path)
-        for i in range(0, len(files), chunk_size):
-            part = files[i : i + chunk_size]
+        entries, empty = txt_entries(path), True
+        while part := list(islice(entries, chunk_size)):
+            empty = False
             yield pd.DataFrame(
-                {"report_id": [f.stem for f in part], "text": [_read_txt(f) for f in part]}
-            )
+                {"report_id": [Path(e.name).stem for e in part],
+                 "text": [_txt_text(path, e) for e in part]}
+            )  # fmt: skip
+        if empty:
+            raise InputError("folder holds no .txt reports", path=path)
         return
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -149,8 +201,13 @@ def _chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
         raise InputError(f"unknown report format {suffix!r}; expected one of {FORMATS} or a folder")
 
 
-def _read_txt(path: Path) -> str:
+def _txt_text(folder: Path, entry: TxtEntry) -> str:
+    """A training report's text; a folder entry that cannot be read stops the reading."""
+    if entry.data is None:
+        raise InputError(f"cannot read: {entry.problem}", path=folder / entry.name)
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return entry.data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
-        raise InputError(f"bytes are not UTF-8 at offset {e.start}", path=path) from None
+        raise InputError(
+            f"bytes are not UTF-8 at offset {e.start}", path=folder / entry.name
+        ) from None

@@ -38,8 +38,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -285,8 +287,33 @@ def _encode(
 _WORKER: tuple[ReportTokenizer, Vocabulary, int] | None = None
 
 
-def _start_worker(folder: str) -> None:
+def _die_with(parent: int) -> None:
+    """End this worker when the process that started it ends, however it ends: a scheduler
+    that kills a job kills its main process, and an orphaned worker would hold on to what it
+    inherited (the output's lock, a database session) for as long as it lived. Linux: the
+    kernel's parent-death signal; elsewhere a thread that watches the parent id."""
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the signal was asked for
+            os._exit(1)
+        return
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _start_worker(folder: str, parent: int) -> None:
     global _WORKER
+    _die_with(parent)
     f = Path(folder)
     cfg = json.loads((f / "network.json").read_text())
     vocab = Vocabulary((f / "vocab.txt").read_text().splitlines()[2:])
@@ -306,7 +333,8 @@ class ChunkEncoder:
     CNN scores the previous chunk. ``submit`` returns a future per chunk, and the
     caller takes them in order, so output order is the input's. ``workers=0``
     encodes in the calling process when the result is asked for (no processes).
-    Each worker loads the tokenizer and the vocabulary from the bundle's folder.
+    Each worker loads the tokenizer and the vocabulary from the bundle's folder, and dies
+    with the process that started it (:func:`_die_with`).
     """
 
     def __init__(self, bundle: Bundle, workers: int = 0):
@@ -317,7 +345,7 @@ class ChunkEncoder:
             method = "fork" if sys.platform == "linux" else "spawn"
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context(method),
-                initializer=_start_worker, initargs=(str(bundle.folder),),
+                initializer=_start_worker, initargs=(str(bundle.folder), os.getpid()),
             )  # fmt: skip
 
     def submit(self, texts: list[str]) -> Future:

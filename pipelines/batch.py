@@ -73,13 +73,14 @@ def load_model(uri: str, tracking: str | None = None, precision: str = "auto") -
     (phenotyping.bundle)."""
     import mlflow
 
-    from pipelines.registry import tracking_uri
+    from phenotyping.store import existing_store
 
-    mlflow.set_tracking_uri(tracking_uri(tracking))
+    store = existing_store(tracking)
+    mlflow.set_tracking_uri(store)
     version = uri
     if uri.startswith("models:/"):
         name_part = uri[len("models:/") :]
-        client = mlflow.MlflowClient()
+        client = mlflow.MlflowClient(tracking_uri=store)
         try:
             if "@" in name_part:
                 name, alias = name_part.split("@", 1)
@@ -87,13 +88,19 @@ def load_model(uri: str, tracking: str | None = None, precision: str = "auto") -
             else:
                 name, v = name_part.rsplit("/", 1)
                 version = f"{name}/{client.get_model_version(name, v).version}"
-        except mlflow.exceptions.MlflowException as e:
-            raise InputError(f"cannot resolve {uri}: {e.message}") from None
+        except (mlflow.exceptions.MlflowException, ValueError) as e:
+            detail = e.message if isinstance(e, mlflow.exceptions.MlflowException) else str(e)
+            raise InputError(f"cannot resolve {uri} in the store {store}: {detail}") from None
     # load the version the alias resolved to, not the alias again: it may move in between
-    model = mlflow.pyfunc.load_model(
-        f"models:/{version}" if uri.startswith("models:/") else uri,
-        model_config={"precision": precision},
-    )
+    try:
+        model = mlflow.pyfunc.load_model(
+            f"models:/{version}" if uri.startswith("models:/") else uri,
+            model_config={"precision": precision},
+        )
+    except (mlflow.exceptions.MlflowException, OSError) as e:
+        detail = e.message if isinstance(e, mlflow.exceptions.MlflowException) else (
+            e.strerror or type(e).__name__)  # fmt: skip
+        raise InputError(f"cannot load the model {uri} (store {store}): {detail}") from None
     return LoadedModel(uri, version, model.unwrap_python_model().bundle)
 
 
@@ -114,6 +121,33 @@ def _same_job(pinned: Path, job: dict) -> None:
                          f"(was {[before.get(k) for k in changed]}, now {[job[k] for k in changed]})")  # fmt: skip
 
 
+_PARENT_ONLY: set[int] = set()  # descriptors a forked worker must not keep
+
+
+def parent_only(fd: int) -> None:
+    """Mark a descriptor (the output's lock, a database socket) as this process's own: a
+    tokenizer worker forked later points its copy at /dev/null, so that it never holds the
+    lock or the session, even for the moment it outlives a killed job."""
+    _PARENT_ONLY.add(fd)
+
+
+def release(fd: int) -> None:
+    _PARENT_ONLY.discard(fd)
+
+
+def _drop_in_child() -> None:
+    if not _PARENT_ONLY:
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in _PARENT_ONLY:
+        os.dup2(null, fd, inheritable=False)
+    os.close(null)
+    _PARENT_ONLY.clear()
+
+
+os.register_at_fork(after_in_child=_drop_in_child)
+
+
 @contextmanager
 def _locked(parts: Path) -> Iterator[None]:
     """Hold an exclusive lock on the parts folder; a second job on the same output stops.
@@ -124,6 +158,7 @@ def _locked(parts: Path) -> Iterator[None]:
     fresh = not parts.exists()
     parts.mkdir(parents=True, exist_ok=True)
     fd = os.open(parts, os.O_RDONLY)
+    parent_only(fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -138,6 +173,7 @@ def _locked(parts: Path) -> Iterator[None]:
                 shutil.rmtree(parts)
             raise
     finally:
+        release(fd)
         os.close(fd)
 
 
@@ -223,32 +259,23 @@ def score_records(
                          "error": f"{r.error}: {r.detail}"})  # fmt: skip
             log.warning("record %d (id %r): %s", r.number, r.report_id, r.error)
         else:
-            row = scored.loc[r.number].to_dict()
-            status = "truncated" if row.pop("truncated") else "ok"
-            err = "truncated: longer than the model reads" if status == "truncated" else ""
-            rows.append({"record": r.number, "status": status, "error": err, **row})
-    cols = ["record", "report_id", "status", "error"] + [
-        c for c in output_columns(tasks) if c not in ("report_id", "truncated")
-    ]
-    return pd.DataFrame(rows, columns=cols)
+            rows.append({"record": r.number, **scored.loc[r.number].to_dict()})
+    return pd.DataFrame(rows, columns=_columns(tasks))
+
+
+def _columns(tasks: list[str]) -> list[str]:
+    """The output's columns: the record's number, then the model's (``truncated`` is a status)."""
+    return ["record"] + [c for c in output_columns(tasks) if c != "truncated"]
 
 
 ARROW_TYPES = {"string": pa.string(), "double": pa.float64(), "boolean": pa.bool_()}
 
 
 def _schema(tasks: list[str]) -> pa.Schema:
-    fields = [
-        ("record", pa.int64()),
-        ("report_id", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-    ]
-    fields += [
-        (c, ARROW_TYPES[kind])
-        for c, kind in output_types(tasks).items()
-        if c not in ("report_id", "truncated")
-    ]
-    return pa.schema(fields)
+    types = output_types(tasks)
+    return pa.schema(
+        [("record", pa.int64())] + [(c, ARROW_TYPES[types[c]]) for c in _columns(tasks)[1:]]
+    )
 
 
 def predict(

@@ -1,7 +1,10 @@
 """The registered model: an MLflow pyfunc around a phenotyping bundle.
 
 Input: a table with ``report_id`` and ``text``. Output, one row per report, in
-the input's order: ``report_id``; per task ``<task>_label`` (the decoded code:
+the input's order: ``report_id``; ``status`` (``ok``, ``truncated``, ``error``) and
+``error`` (``kind: detail`` as :mod:`pipelines.records` names them: ``empty_text``,
+``missing_id``, ``duplicate_id``, ``malformed_row``; the rest of an error row is
+empty); per task ``<task>_label`` (the decoded code:
 consistent across tasks, see :mod:`phenotyping.decode`), ``<task>_prob`` (its
 calibrated confidence), ``<task>_abstain`` (not auto-coded: to review),
 ``<task>_backoff`` (the label is the NOS parent of an uncertain fine code) and
@@ -33,16 +36,18 @@ from mlflow.types import ColSpec, Schema
 from kg.errors import InputError
 from phenotyping.bundle import Bundle, encode, load_bundle, score_ids
 from phenotyping.decode import calibrate, decode
+from pipelines.records import frame_records
 
 INPUT_COLUMNS = ("report_id", "text")
 TASK_COLUMNS = (("label", "string"), ("prob", "double"), ("abstain", "boolean"),
                 ("backoff", "boolean"), ("top3", "string"))  # fmt: skip
 RECORD_COLUMNS = (("edit_checks", "string"), ("out_of_scope", "boolean"), ("truncated", "boolean"))
+TRUNCATED = "truncated: longer than the model reads"
 
 
 def output_types(tasks: list[str]) -> dict[str, str]:
     """Every output column and its MLflow type, in order."""
-    cols = {"report_id": "string"}
+    cols = {"report_id": "string", "status": "string", "error": "string"}
     for t in tasks:
         cols |= {f"{t}_{k}": v for k, v in TASK_COLUMNS}
     return cols | dict(RECORD_COLUMNS)
@@ -53,7 +58,10 @@ def output_columns(tasks: list[str]) -> list[str]:
 
 
 def signature(tasks: list[str]) -> ModelSignature:
-    inputs = Schema([ColSpec("string", c) for c in INPUT_COLUMNS])
+    # the inputs are typed but not required: MLflow's own check of a missing column answers
+    # with the request's data in its message (its scoring server adds it to every error it
+    # gets from the model); KinpathModel.predict names the column and never the data
+    inputs = Schema([ColSpec("string", c, required=False) for c in INPUT_COLUMNS])
     outs = [ColSpec(v, k) for k, v in output_types(tasks).items()]
     return ModelSignature(inputs=inputs, outputs=Schema(outs))  # type: ignore[arg-type]
 
@@ -63,13 +71,19 @@ def predictions(bundle: Bundle, ids: list[list[int]], cut: np.ndarray, report_id
     """The output table for already-encoded reports."""
     probs, sim = score_ids(bundle, ids, batch_size, pad_to)
     d = decode(probs, bundle.decoder, sim)
-    out: dict[str, Any] = {"report_id": report_ids}
+    cut = cut.astype(bool)
+    out: dict[str, Any] = {
+        "report_id": report_ids,
+        "status": np.where(cut, "truncated", "ok"),
+        "error": np.where(cut, TRUNCATED, ""),
+    }
     for t in bundle.tasks:
-        p = calibrate(probs[t], bundle.decoder.temperatures.get(t, 1.0))
+        # a temperature-scaled softmax can round to 1.0000001: a probability column is [0, 1]
+        p = np.clip(calibrate(probs[t], bundle.decoder.temperatures.get(t, 1.0)), 0.0, 1.0)
         names = np.array(bundle.label_maps[t], dtype=object)
         top = np.argsort(-p, axis=1)[:, :3]
         out[f"{t}_label"] = d.labels[t]
-        out[f"{t}_prob"] = d.probs[t].astype(float)
+        out[f"{t}_prob"] = np.clip(d.probs[t].astype(float), 0.0, 1.0)
         out[f"{t}_abstain"] = d.abstain[t]
         out[f"{t}_backoff"] = d.backoff[t]
         out[f"{t}_top3"] = [
@@ -78,7 +92,7 @@ def predictions(bundle: Bundle, ids: list[list[int]], cut: np.ndarray, report_id
         ]
     out["edit_checks"] = [",".join(c) for c in d.edit_checks]
     out["out_of_scope"] = d.out_of_scope
-    out["truncated"] = cut.astype(bool)
+    out["truncated"] = cut
     return pd.DataFrame(out, columns=output_columns(bundle.tasks))
 
 
@@ -100,9 +114,26 @@ class KinpathModel(PythonModel):
         model_input: pd.DataFrame,
         params: dict | None = None,
     ) -> pd.DataFrame:
+        """One row per input row, in order. A row that cannot be scored (empty or missing text,
+        an empty or repeated id) is a ``status`` ``error`` row with the batch job's error kind,
+        as ``kinpath predict`` writes it. Errors name columns and rows, never the data."""
+        if not isinstance(model_input, pd.DataFrame):
+            raise InputError(f"input is a {type(model_input).__name__}, not a table with "
+                             f"columns {list(INPUT_COLUMNS)}")  # fmt: skip
         missing = [c for c in INPUT_COLUMNS if c not in model_input.columns]
         if missing:
             raise InputError(f"input lacks column(s) {missing}; expected {list(INPUT_COLUMNS)}")
-        texts = model_input["text"].fillna("").astype(str).tolist()
-        ids, cut = encode(self.bundle, texts)
-        return predictions(self.bundle, ids, cut, model_input["report_id"].astype(str).tolist())
+        records = frame_records(model_input.reset_index(drop=True))
+        good = [r for r in records if not r.error]
+        tasks = self.bundle.tasks
+        if good:
+            ids, cut = encode(self.bundle, [r.text for r in good])
+            scored = predictions(self.bundle, ids, cut, [r.report_id for r in good])
+            scored.index = [r.number for r in good]
+        rows = [
+            {"report_id": r.report_id, "status": "error", "error": f"{r.error}: {r.detail}"}
+            if r.error
+            else scored.loc[r.number].to_dict()
+            for r in records
+        ]
+        return pd.DataFrame(rows, columns=output_columns(tasks))

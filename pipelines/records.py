@@ -8,13 +8,16 @@ an error kind and a detail that names where it is (line, file) but never
 quotes its text:
 
 =================  ==========================================================
-``malformed_row``  a CSV row with the wrong number of fields or a quote left
-                   open (the next line is read as the next record), a JSON
-                   line that does not parse or nests too deep
+``malformed_row``  a CSV row with the wrong number of fields (no id is
+                   reported: which field holds it is unknown); a CSV parser
+                   error (a quote left open, a stray quote), after which the
+                   rest of the file is this one row, since no later line can
+                   be trusted to start a record; a JSON line that does not
+                   parse or nests too deep
 ``undecodable``    bytes that are not UTF-8
-``unreadable``     a ``.txt`` entry that is not a readable file (a folder, a
-                   dangling link) or a link that leads out of the folder
-                   (never followed)
+``unreadable``     a ``.txt`` entry that is not a readable regular file (a
+                   folder, a dangling link, a FIFO) or a link that leads out
+                   of the folder (never followed)
 ``missing_id``     an empty id
 ``duplicate_id``   an id already seen earlier in this input (the first is kept)
 ``empty_text``     empty or white-space text
@@ -31,14 +34,17 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from kg.errors import InputError
+from kg.reports import txt_entries
 
 log = logging.getLogger(__name__)
 
@@ -98,77 +104,66 @@ def _raw_records(path: Path, id_col: str, text_col: str) -> Iterator[Record]:
 
 
 def _txt_records(folder: Path) -> Iterator[Record]:
-    inside = folder.resolve()
     subfolders = [d.name for d in folder.iterdir() if d.is_dir() and d.suffix.lower() != ".txt"]
     if subfolders:
         log.warning("%s: %d subfolder(s) not read (only the folder's own .txt files are)",
                     folder, len(subfolders))  # fmt: skip
-    for n, f in enumerate(sorted(folder.glob("*.txt")), 1):
-        if f.is_symlink() and not f.resolve().is_relative_to(inside):
-            yield Record(
-                n, f.stem, "", "unreadable", f"{f.name}: a link out of the folder, not followed"
-            )
+    for n, e in enumerate(txt_entries(folder), 1):
+        stem = Path(e.name).stem
+        if e.data is None:
+            yield Record(n, stem, "", "unreadable", f"{e.name}: {e.problem}")
             continue
         try:
-            raw = f.read_bytes()
-        except OSError as e:
-            yield Record(n, f.stem, "", "unreadable", f"{f.name}: {e.strerror or type(e).__name__}")
-            continue
-        try:
-            yield Record(n, f.stem, raw.decode("utf-8").removeprefix(BOM))
-        except UnicodeDecodeError as e:
-            yield Record(n, f.stem, "", "undecodable", f"{f.name}: byte {e.start} is not UTF-8")
+            yield Record(n, stem, e.data.decode("utf-8").removeprefix(BOM))
+        except UnicodeDecodeError as err:
+            yield Record(n, stem, "", "undecodable", f"{e.name}: byte {err.start} is not UTF-8")
 
 
 def _csv_records(path: Path, id_col: str, text_col: str) -> Iterator[Record]:
-    """CSV rows; a quote never closed is an error at the line it opens, and reading goes on
-    at the next line (a lenient reader would swallow every record after it)."""
+    """CSV rows. After a parser error (a quote that never closes, a stray quote) no later
+    line can be trusted to start a record: a report's own lines would be read as records,
+    pieces of its text as ids. The rest of the file is then one error row."""
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         reader = csv.reader(fh, strict=True)
         try:
             header = next(reader)
         except StopIteration:
             return
+        except csv.Error as e:
+            raise InputError(f"the header is not CSV ({e})", path=path, line=1) from None
         for col in (id_col, text_col):
             if col not in header:
                 raise InputError(f"no column {col!r} in the CSV header", path=path, line=1)
         i, t, width = header.index(id_col), header.index(text_col), len(header)
-        n = offset = 0  # offset: lines before the current reader's first
+        n = 0
         while True:
-            start = offset + reader.line_num + 1
+            start = reader.line_num + 1
             try:
                 row = next(reader)
             except StopIteration:
                 return
             except csv.Error as e:
-                n += 1
-                if "unexpected end of data" not in str(e):
-                    yield Record(n, "", "", "malformed_row", f"line {start}: {e}")
-                    continue
-                yield Record(
-                    n, "", "", "malformed_row", f"line {start}: a quote opened here is never closed"
+                problem = (
+                    "a quote opened here is never closed"
+                    if "unexpected end of data" in str(e)
+                    else str(e)
                 )
-                fh.seek(0)
-                for _ in range(start):
-                    fh.readline()
-                offset, reader = start, csv.reader(fh, strict=True)
-                continue
+                yield Record(n + 1, "", "", "malformed_row",
+                             f"line {start}: {problem}; the rest of the file, from line {start} "
+                             "on, is not read (no later record boundary can be trusted)")  # fmt: skip
+                return
             if not row:
                 continue  # a blank line is no record
             n += 1
-            rid = _clean_id(row[i]) if len(row) > i else ""
-            if len(row) != width:
+            if len(row) != width:  # which field is the id is unknown: none is reported
                 yield Record(
-                    n,
-                    rid,
-                    "",
-                    "malformed_row",
-                    f"line {start}: {len(row)} fields, expected {width}",
+                    n, "", "", "malformed_row", f"line {start}: {len(row)} fields, expected {width}"
                 )
             elif _undecodable(row[t]) or _undecodable(row[i]):
-                yield Record(n, rid, "", "undecodable", f"line {start}: bytes are not UTF-8")
+                yield Record(n, _clean_id(row[i]), "", "undecodable",
+                             f"line {start}: bytes are not UTF-8")  # fmt: skip
             else:
-                yield Record(n, rid, row[t])
+                yield Record(n, row[i].strip(), row[t])
 
 
 def _jsonl_records(path: Path, id_col: str, text_col: str) -> Iterator[Record]:
@@ -211,8 +206,14 @@ def read_records(
     path = Path(path)
     if not path.exists():
         raise InputError("no such file or folder", path=path)
+    yield from checked(_raw_records(path, id_col, text_col), id_col)
+
+
+def checked(records: Iterable[Record], id_col: str = "report_id") -> Iterator[Record]:
+    """The records with the checks every reader of reports makes, the batch job's and the
+    served model's alike: an empty id, an id seen before, an empty text are errors."""
     seen: set[str] = set()
-    for r in _raw_records(path, id_col, text_col):
+    for r in records:
         if r.error:
             yield r
         elif not r.report_id:
@@ -231,3 +232,25 @@ def read_records(
         else:
             seen.add(r.report_id)
             yield r
+
+
+def frame_records(
+    df: pd.DataFrame, id_col: str = "report_id", text_col: str = "text"
+) -> list[Record]:
+    """The rows of an in-memory table (the served model's input) as records, checked."""
+    out = []
+    for n, (rid, text) in enumerate(zip(df[id_col], df[text_col], strict=True), 1):
+        rid = "" if _missing(rid) else str(rid).strip()
+        if _missing(text):
+            out.append(Record(n, rid, ""))
+        elif not isinstance(text, str):
+            out.append(
+                Record(n, rid, "", "malformed_row", f"record {n}: {text_col!r} is not a string")
+            )
+        else:
+            out.append(Record(n, rid, text))
+    return list(checked(out, id_col))
+
+
+def _missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA

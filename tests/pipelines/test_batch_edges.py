@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -115,3 +117,131 @@ def test_the_resolved_version_is_what_is_loaded(
     m = load_model(registered.champion, registered.tracking_uri)
     assert m.version == f"{registered.name}/{registered.version}"
     assert loaded == [f"models:/{registered.name}/{registered.version}"]  # not the alias again
+
+
+def _kinpath(args: list[str], env: dict[str, str], cwd: Path | None = None,
+             timeout: float = 300) -> subprocess.CompletedProcess:  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, check=False, timeout=timeout)  # fmt: skip
+
+
+def test_a_folder_with_links_folders_and_fifos_gives_error_rows_and_never_hangs(
+    registered: Registered, tmp_path: Path
+) -> None:
+    night = tmp_path / "night"
+    night.mkdir()
+    synthetic = synthetic_reports(2, seed=8)
+    (night / "a.txt").write_text(synthetic["text"][0])
+    (night / "b.txt").write_text(synthetic["text"][1])
+    (night / "dir.txt").mkdir()  # a folder named like a report
+    os.symlink(tmp_path / "nowhere.txt", night / "dangling.txt")
+    os.mkfifo(tmp_path / "pipe")  # nothing ever writes to it: reading it would wait forever
+    os.symlink(tmp_path / "pipe", night / "outside.txt")  # a link out of the folder, to a FIFO
+    os.mkfifo(night / "fifo.txt")  # a FIFO inside the folder
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
+    out = tmp_path / "out.parquet"
+    r = _kinpath(["predict", "--model", registered.champion, "--input", str(night),
+                  "--output", str(out)], env, timeout=240)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    df = pd.read_parquet(out).set_index("report_id")
+    assert sorted(df.index) == ["a", "b", "dangling", "dir", "fifo", "outside"]
+    assert (df.loc[["a", "b"], "status"] == "ok").all()
+    for name in ("dangling", "dir", "fifo", "outside"):
+        assert df.loc[name, "status"] == "error" and df.loc[name, "error"].startswith("unreadable")
+    # a resume reads the folder exactly as the checksum does: same input, only a summary
+    again = _kinpath(["predict", "--model", registered.champion, "--input", str(night),
+                      "--output", str(out), "--resume"], env, timeout=240)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert '"records_scored_now": 0' in again.stdout
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_job_killed_alone_leaves_no_worker_and_resumes(
+    registered: Registered, tmp_path: Path
+) -> None:
+    """The scheduler kills the job's main process, not its group: its tokenizer worker must
+    die with it and never keep the output's lock, so `--resume` finishes the job."""
+    src = _reports(tmp_path / "in.csv", 1500, 9)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
+    base = ["predict", "--model", registered.champion, "--input", str(src), "--chunk-size", "100",
+            "--workers", "1"]  # fmt: skip
+    whole = _kinpath([*base, "--output", str(tmp_path / "whole.parquet")], env)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    out = tmp_path / "out.parquet"
+    parts = tmp_path / "out.parquet.parts"
+    p = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *base, "--output", str(out)],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 2:
+            assert p.poll() is None, "the job ended before it could be killed"
+            time.sleep(0.05)
+        os.kill(p.pid, signal.SIGKILL)  # the main process only
+        p.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and _group_alive(p.pid):
+            time.sleep(0.1)
+        assert not _group_alive(p.pid), "a process of the killed job is still alive"
+    finally:
+        if _group_alive(p.pid):
+            os.killpg(p.pid, signal.SIGKILL)
+    assert not out.exists() and 2 <= len(list(parts.glob("part-*.parquet"))) < 15
+    r = _kinpath([*base, "--output", str(out), "--resume"], env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(tmp_path / "whole.parquet"))
+
+
+def test_a_model_that_is_not_there_is_a_clear_error(registered: Registered, tmp_path: Path) -> None:
+    src = _reports(tmp_path / "in.csv", 2, 10)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
+    for uri in ("runs:/deadbeef/model", str(tmp_path / "no-such-model"), "models:/nope@champion"):
+        r = _kinpath(["predict", "--model", uri, "--input", str(src), "--output",
+                      str(tmp_path / "o.parquet")], env)  # fmt: skip
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert (
+            "Traceback" not in r.stderr and uri in r.stderr and registered.tracking_uri in r.stderr
+        )
+    # outside any project folder, with no MLFLOW_TRACKING_URI: the store it looked for is named,
+    # and none is created
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    bare = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
+    bare["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    for args in (["predict", "--model", registered.champion, "--input", str(src), "--output",
+                  str(tmp_path / "o.parquet")], ["registry", "list"]):  # fmt: skip
+        r = _kinpath(args, bare, cwd=elsewhere)
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert f"no MLflow store at {elsewhere / 'mlruns.db'}" in r.stderr
+        assert not list(elsewhere.iterdir())
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32", "int8", "bf16"])
+def test_a_reports_scores_do_not_depend_on_its_batch(
+    registered: Registered, tmp_path: Path, precision: str
+) -> None:
+    model = load_model(registered.champion, registered.tracking_uri, precision)
+    src = _reports(tmp_path / "in.csv", 120, 11)
+    runs = [
+        pd.read_parquet(
+            predict(model, src, tmp_path / f"o{c}-{b}.parquet", chunk_size=c, batch_size=b)[
+                "output"
+            ]
+        )
+        for c, b in ((50, 32), (100, 32), (120, 7))
+    ]
+    probs = [c for c in runs[0].columns if c.endswith("_prob")]
+    for other in runs[1:]:
+        diff = (runs[0][probs] - other[probs]).abs().to_numpy().max()
+        assert diff <= 1e-6, f"{precision}: a report's score moved by {diff} with its batch"
+        assert (runs[0].filter(like="_label") == other.filter(like="_label")).all().all()
+    for df in runs:
+        assert ((df[probs] >= 0) & (df[probs] <= 1)).all().all()

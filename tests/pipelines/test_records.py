@@ -13,17 +13,44 @@ def _kinds(path: Path) -> list[tuple[str, str]]:
     return [(r.report_id, r.error) for r in read_records(path)]
 
 
-def test_a_quote_left_open_is_an_error_and_the_next_records_survive(tmp_path: Path) -> None:
+def test_a_quote_left_open_ends_the_file_as_one_error_row(tmp_path: Path) -> None:
     p = tmp_path / "u.csv"
     p.write_text('report_id,text\nr1,a\nr2,"b\nr3,c\nr4,d\nr5,e\n')
     records = list(read_records(p))
-    assert [(r.report_id, r.error) for r in records] == [
-        ("r1", ""), ("", "malformed_row"), ("r3", ""), ("r4", ""), ("r5", ""),
-    ]  # fmt: skip
+    assert [(r.report_id, r.error) for r in records] == [("r1", ""), ("", "malformed_row")]
     assert "line 3" in records[1].detail and "never closed" in records[1].detail
+    assert "rest of the file" in records[1].detail
     # a closed multi-line quote is one record, as before
     p.write_text('report_id,text\nr1,"two\nlines"\nr2,b\n')
     assert [(r.report_id, r.text) for r in read_records(p)] == [("r1", "two\nlines"), ("r2", "b")]
+
+
+def test_an_unclosed_quote_in_multi_line_reports_never_turns_text_into_ids(
+    tmp_path: Path,
+) -> None:
+    """The usual report file: every text quoted over several lines. One closing quote is
+    missing; the parser then meets the next record's opening quote in the middle of a field.
+    Reading on from there would make the reports' own lines records and their words ids."""
+    body = "Patient {name}\nFINAL DIAGNOSIS: adenocarcinoma, {site}\nGrade 2"
+    rows = [("r1", "Ada Lovelace", "lung"), ("r2", "Zebulon Quixotehart", "colon"),
+            ("r3", "Grace Hopper", "breast"), ("r4", "Alan Turing", "kidney"),
+            ("r5", "Edsger Dijkstra", "liver")]  # fmt: skip
+    lines = ["report_id,text"]
+    for rid, name, site in rows:
+        text = body.format(name=name, site=site)
+        lines.append(f'{rid},"{text}' + ('"' if rid != "r2" else ""))
+    p = tmp_path / "night.csv"
+    p.write_text("\n".join(lines) + "\n")
+    records = list(read_records(p))
+    assert [(r.report_id, r.error) for r in records] == [("r1", ""), ("", "malformed_row")]
+    assert "line 5" in records[1].detail  # where r2 begins
+    for r in records:  # no word of any report became an id or a detail
+        for _, name, site in rows:
+            for word in (*name.split(), site, "Patient", "DIAGNOSIS"):
+                assert word not in r.report_id and word not in r.detail
+    # a row with a field too many: its id field is not trusted either
+    p.write_text("report_id,text\nZebulon,Quixotehart,carcinoma\nr2,b\n")
+    assert [(r.report_id, r.error) for r in read_records(p)] == [("", "malformed_row"), ("r2", "")]
 
 
 def test_a_byte_order_mark_is_dropped(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -52,6 +53,35 @@ def test_mlflow_models_serve_answers_on_loopback(registered: Registered, tmp_pat
             out = pd.DataFrame(json.loads(r.read())["predictions"])
         assert out["report_id"].tolist() == df["report_id"].tolist()
         assert out["site_prob"].between(0, 1).all()
+
+        def post(payload: dict) -> tuple[int, str]:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                data=json.dumps(payload).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        # a bad request is answered by column and row, never with the request's text
+        planted = "Patient Zebulon Quixotehart"
+        for bad in ({"dataframe_split": {"columns": ["report_id", "txt"], "data": [["r1", planted]]}},
+                    {"instances": planted},
+                    {"dataframe_split": {"columns": ["id", "text"], "data": [[planted, planted]]}}):  # fmt: skip
+            status, body = post(bad)
+            assert status == 400, body[:500]
+            assert "Zebulon" not in body and "Quixotehart" not in body
+        # empty or null text is what the batch job calls it, not a row of abstained codes
+        status, body = post({"dataframe_split": {"columns": ["report_id", "text"],
+                                                 "data": [["r1", None], ["r2", "  "], ["r3", df["text"][0]]]}})  # fmt: skip
+        assert status == 200, body[:500]
+        rows = pd.DataFrame(json.loads(body)["predictions"])
+        assert rows["status"].tolist() == ["error", "error", "ok"]
+        assert rows["error"].str.startswith("empty_text").tolist() == [True, True, False]
+        assert rows.loc[:1, "site_label"].isna().all() and rows.loc[2, "site_label"]
     finally:
         os.killpg(server.pid, 9)
         server.wait()
