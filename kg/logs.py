@@ -7,7 +7,8 @@ scispacy's empty abbreviation matcher (W036), spaCy's regex FutureWarning,
 LightningCLI's note on ``args``, PyTorch's pytree deprecation, Lightning's
 logging-interval hint on small data and its advertisement for a cloud logger,
 MLflow's input-example advice (kinpath stores no report as an example, on
-purpose) and its artifact progress bars.
+purpose) and its artifact progress bars. Every line passes through
+:class:`kg.secrets.RedactingFilter`: no password reaches a log.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import logging
 import os
 import sys
 import warnings
+
+from kg.secrets import RedactingFilter
 
 IGNORED = (
     r".*\[W036\]",
@@ -43,6 +46,9 @@ def setup(level: int = logging.INFO) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     for noisy in ("gensim", "nmslib", "pykeen", "torch_max_mem", "mlflow.store.db.utils",
                   "alembic", "mlflow.tracking.fluent"):  # fmt: skip
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -6,7 +6,8 @@
 config.yaml`` (jsonargparse): the YAML's keys are the subcommand's options.
 Options may be spelled with dashes or underscores (``--on-error`` or
 ``--on_error``). Bad input exits with status 2 and a message naming the file
-and line; it never quotes the content.
+and line; it never quotes the content. No message or log line carries a password
+(:mod:`kg.secrets`).
 
 Only the named subcommand's module is imported, so ``kinpath --help`` and
 ``kinpath predict --help`` answer without loading spaCy, Lightning or MLflow.
@@ -17,9 +18,11 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from kg.errors import InputError
+from kg.secrets import redact
 
 log = logging.getLogger("kinpath")
 
@@ -87,8 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = getattr(importlib.import_module(module), attr)
         CLI({args[0]: target}, args=args, prog="kinpath")
     except InputError as e:
-        print(f"kinpath: error: {e}", file=sys.stderr)
+        print(f"kinpath: error: {redact(str(e))}", file=sys.stderr)
         return 2
+    except Exception:  # a bug: the traceback helps, a password in it must not travel with it
+        print(redact(traceback.format_exc()), end="", file=sys.stderr)
+        return 1
     return 0
 
 

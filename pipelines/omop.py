@@ -58,11 +58,12 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from kg.errors import InputError
-from pipelines.notes import NoteSelection
-from pipelines.notes import quote_ident as _q
+from kg.secrets import redact, warn_if_password
+from pipelines.notes import NoteSelection, check_schema
 
 if TYPE_CHECKING:  # the heavy imports wait until a job runs: `kinpath predict --help` stays quick
     import psycopg
+    from psycopg import sql
 
     from pipelines.batch import LoadedModel
     from pipelines.records import Record
@@ -83,7 +84,7 @@ NOTE = (
 NOTE_NLP = (
     ("note_nlp_id", "integer", True), ("note_id", "integer", True),
     ("section_concept_id", "integer", False), ("snippet", "varchar(250)", False),
-    ('"offset"', "varchar(50)", False), ("lexical_variant", "varchar(250)", True),
+    ("offset", "varchar(50)", False), ("lexical_variant", "varchar(250)", True),
     ("note_nlp_concept_id", "integer", False), ("note_nlp_source_concept_id", "integer", False),
     ("nlp_system", "varchar(250)", False), ("nlp_date", "date", True),
     ("nlp_datetime", "timestamp", False), ("term_exists", "varchar(1)", False),
@@ -98,24 +99,38 @@ def connect(uri: str) -> psycopg.Connection:
 
     if not uri.startswith(("postgresql://", "postgres://")):
         raise InputError("a warehouse is a postgresql://user@host/database URI")
+    warn_if_password(uri)
     try:
         return psycopg.connect(uri, autocommit=False)
-    except psycopg.OperationalError as e:
-        # libpq's message names the host and user, not the password
-        raise InputError(
-            f"cannot connect to the warehouse: {str(e).strip().splitlines()[0]}"
-        ) from None
+    except psycopg.Error as e:
+        # a malformed URI comes back whole in libpq's message, password and all
+        first = redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        raise InputError(f"cannot connect to the warehouse {redact(uri)}: {first}") from None
 
 
-def _ddl(table: str, schema: str, cols: tuple[tuple[str, str, bool], ...]) -> str:
-    body = ",\n  ".join(f"{c} {t}{' NOT NULL' if nn else ''}" for c, t, nn in cols)
-    return f"CREATE TABLE IF NOT EXISTS {_q(schema)}.{table} (\n  {body}\n)"
+def _name(schema: str, *name: str) -> sql.Identifier:
+    """``schema.name`` quoted as identifiers: nothing a user typed is ever pasted into SQL."""
+    from psycopg import sql
+
+    return sql.Identifier(check_schema(schema), *name)
+
+
+def _ddl(table: str, schema: str, cols: tuple[tuple[str, str, bool], ...]) -> sql.Composed:
+    from psycopg import sql
+
+    body = sql.SQL(",\n  ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t + (" NOT NULL" if nn else "")))
+        for c, t, nn in cols
+    )
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {} (\n  {}\n)").format(_name(schema, table), body)
 
 
 def init_schema(uri: str, schema: str = "public") -> list[str]:
     """Create the CDM v5.4 ``note`` and ``note_nlp`` tables (if absent) and kinpath's own."""
+    from psycopg import sql
+
     with connect(uri) as conn:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(schema)}")
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_name(schema)))
         conn.execute(_ddl("note", schema, NOTE))
         conn.execute(_ddl("note_nlp", schema, NOTE_NLP))
         _own_tables(conn, schema)
@@ -124,11 +139,12 @@ def init_schema(uri: str, schema: str = "public") -> list[str]:
 
 def _own_tables(conn: psycopg.Connection, schema: str) -> None:
     """kinpath's progress table and NOTE_NLP id sequence (kinpath's, never the CDM's)."""
-    s = _q(schema)
-    conn.execute(f"CREATE SEQUENCE IF NOT EXISTS {s}.{SEQUENCE}")
+    from psycopg import sql
+
+    conn.execute(sql.SQL("CREATE SEQUENCE IF NOT EXISTS {}").format(_name(schema, SEQUENCE)))
     conn.execute(
-        f"""CREATE TABLE IF NOT EXISTS {s}.{PROGRESS} (
-          selection text NOT NULL,      -- checksum of the note selection
+        sql.SQL("""CREATE TABLE IF NOT EXISTS {} (
+          selection text NOT NULL,      -- checksum of the note selection (#N: its Nth run)
           model_version text NOT NULL,  -- NAME/VERSION that scored it
           chunk integer NOT NULL,
           last_note_id bigint,          -- the chunk's last note: a resume starts after it
@@ -137,7 +153,7 @@ def _own_tables(conn: psycopg.Connection, schema: str) -> None:
           errors jsonb NOT NULL,        -- [{{"note_id": .., "kind": .., "detail": ..}}], no text
           finished boolean NOT NULL DEFAULT false,  -- the job's closing row
           written_at timestamptz NOT NULL DEFAULT now(),
-          PRIMARY KEY (selection, model_version, chunk))"""
+          PRIMARY KEY (selection, model_version, chunk))""").format(_name(schema, PROGRESS))
     )
     conn.commit()
 
@@ -151,17 +167,18 @@ def _notes(
     conn: psycopg.Connection, sel: NoteSelection, nlp_system: str, after: int | None, size: int
 ) -> Iterator[list[Record]]:
     """Chunks of notes in ``note_id`` order from a server-side cursor; text read as bytes."""
+    from psycopg import sql
+
     cond, params = sel.where(nlp_system)
     if after is not None:
-        cond += " AND n.note_id > %s"
+        cond = sql.SQL("{} AND n.note_id > %s").format(cond)
         params.append(after)
-    sql = (
-        f"SELECT n.note_id, textsend(n.note_text) FROM {_q(sel.schema)}.note n "
-        f"WHERE {cond} ORDER BY n.note_id"
-    )
+    query = sql.SQL(
+        "SELECT n.note_id, textsend(n.note_text) FROM {} n WHERE {} ORDER BY n.note_id"
+    ).format(_name(sel.schema, "note"), cond)
     with conn.cursor(name="kinpath_notes") as cur:  # server-side: rows arrive a chunk at a time
         cur.itersize = size
-        cur.execute(sql, params)
+        cur.execute(query, params)
         n = 0
         while rows := cur.fetchmany(size):
             chunk = []
@@ -188,8 +205,12 @@ def _record(n: int, note_id: int, raw: bytes | None) -> Record:
 
 def _concepts(conn: psycopg.Connection, schema: str) -> dict[str, int]:
     """ICD-O-3 code → OMOP concept_id from the warehouse's CONCEPT table."""
+    from psycopg import sql
+
     rows = conn.execute(
-        f"SELECT concept_code, concept_id FROM {_q(schema)}.concept WHERE vocabulary_id = 'ICDO3'"
+        sql.SQL("SELECT concept_code, concept_id FROM {} WHERE vocabulary_id = 'ICDO3'").format(
+            _name(schema, "concept")
+        )
     ).fetchall()
     return {code: cid for code, cid in rows}
 
@@ -216,6 +237,32 @@ def _nlp_rows(
     return rows
 
 
+def _job_key(conn: psycopg.Connection, schema: str, sel: NoteSelection, version: str) -> str:
+    """The progress rows' key of this run. A selection is one job: once finished, running it
+    again writes nothing. An ``unscored`` selection means "the notes this version has not
+    scored yet", which changes as notes arrive: each run after a finished one is a new job
+    (``KEY#N``), and an unfinished one is resumed."""
+    from psycopg import sql
+
+    base = _selection_key(sel)
+    if not sel.unscored:
+        return base
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT selection, bool_or(finished) FROM {} WHERE model_version = %s "
+            "AND split_part(selection, '#', 1) = %s GROUP BY selection"
+        ).format(_name(schema, PROGRESS)),
+        (version, base),
+    ).fetchall()
+    keys = [(k.decode() if isinstance(k, bytes) else k, bool(done)) for k, done in rows]
+    runs = {0 if "#" not in k else int(k.split("#", 1)[1]): done for k, done in keys}
+    if not runs:
+        return base
+    last = max(runs)
+    n = last + 1 if runs[last] else last
+    return base if n == 0 else f"{base}#{n}"
+
+
 def score_notes(
     model: LoadedModel,
     uri: str,
@@ -227,87 +274,118 @@ def score_notes(
 ) -> dict[str, object]:
     """Score the selected notes into NOTE_NLP, one transaction per chunk; returns a summary.
     ``workers``: processes tokenizing the next chunks while one is scored (0: none)."""
-    from pipelines.batch import encoded_ahead, score_records
+    import psycopg
+    from psycopg import sql
+
+    from pipelines.batch import encoded_ahead, parent_only, release, score_records
 
     if chunk_size < 1 or batch_size < 1:
         raise InputError(
             f"--chunk-size and --batch-size must be at least 1 (got {chunk_size}, {batch_size})"
         )
     system = f"kinpath {model.version}"
-    key = _selection_key(selection)
+    schema = check_schema(selection.schema)
+    progress, nlp = _name(schema, PROGRESS), _name(schema, "note_nlp")
     tasks = model.bundle.tasks
     t0 = time.perf_counter()
     with connect(uri) as conn, connect(uri) as reader:
-        s = _q(selection.schema)
-        for table in ("note", "note_nlp"):
-            if conn.execute("SELECT to_regclass(%s)", (f"{s}.{table}",)).fetchone() == (None,):
-                raise InputError(f"no table {selection.schema}.{table} in the warehouse: create "
-                                 "the CDM tables (kinpath omop init-schema) or name the schema")  # fmt: skip
-        _own_tables(conn, selection.schema)
-        other = conn.execute(
-            f"SELECT model_version FROM {s}.{PROGRESS} p WHERE selection = %s AND model_version <> %s "
-            f"AND NOT EXISTS (SELECT 1 FROM {s}.{PROGRESS} q WHERE q.selection = p.selection "
-            "AND q.model_version = p.model_version AND q.finished) LIMIT 1",
-            (key, model.version),
-        ).fetchone()
-        if other:
-            raise InputError(f"cannot resume: this selection's unfinished job was scored by {other[0]}, "
-                             f"not {model.version} (the alias moved); finish it with that version")  # fmt: skip
-        last_chunk, after, finished = conn.execute(
-            f"SELECT max(chunk), max(last_note_id), coalesce(bool_or(finished), false) "
-            f"FROM {s}.{PROGRESS} WHERE selection = %s AND model_version = %s",
-            (key, model.version),
-        ).fetchone() or (None, None, False)
-        conn.commit()
-        summary: dict[str, object] = {"input": "warehouse note table", "model": model.uri,
-                                      "model_version": model.version,
-                                      "precision": model.bundle.precision,
-                                      "selection": asdict(selection)}  # fmt: skip
-        if finished:
-            return summary | {"notes_scored_now": 0, "finished_before": True}
-        cmap = _concepts(conn, selection.schema) if concepts else {}
-        chunk_no = -1 if last_chunk is None else int(last_chunk)
-        notes = rows_written = 0
-        kinds: Counter[str] = Counter()
-        notes_read = _notes(reader, selection, system, after, chunk_size)
-        for _, chunk, encoded in encoded_ahead(model.bundle, notes_read, workers):
-            chunk_no += 1
-            assert encoded is not None  # no chunk is skipped here: progress resumes the cursor
-            df = score_records(model, chunk, batch_size, tasks, encoded)
-            good = df[df["status"] != "error"].to_dict("records")
-            errors = [
-                {"note_id": r.report_id, "kind": r.error, "detail": r.detail}
-                for r in chunk
-                if r.error
-            ]
-            rows = _nlp_rows(good, tasks, system, cmap, dt.datetime.now())
-            with conn.cursor() as cur:  # the chunk's rows and its progress row: one transaction
-                cur.executemany(
-                    f"INSERT INTO {s}.note_nlp (note_nlp_id, note_id, lexical_variant, "
-                    "note_nlp_concept_id, note_nlp_source_concept_id, nlp_system, nlp_date, "
-                    f"nlp_datetime, term_exists, term_modifiers) VALUES (nextval('{s}.{SEQUENCE}'), "
-                    "%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    rows,
-                )
-                cur.execute(
-                    f"INSERT INTO {s}.{PROGRESS} (selection, model_version, chunk, last_note_id, notes, "
-                    "rows_written, errors) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (key, model.version, chunk_no, int(chunk[-1].report_id), len(chunk), len(rows),
-                     json.dumps(errors)),
-                )  # fmt: skip
+        held = [conn.fileno(), reader.fileno()]
+        for fd in held:  # a tokenizer worker never keeps a session open (pipelines.batch)
+            parent_only(fd)
+        try:
+            for table in ("note", "note_nlp"):
+                name = _name(schema, table).as_string(conn)
+                if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone() == (None,):
+                    raise InputError(f"no table {schema}.{table} in the warehouse: create the "
+                                     "CDM tables (kinpath omop init-schema) or name the schema")  # fmt: skip
+            _own_tables(conn, schema)
+            base = _selection_key(selection)
+            # one job per selection at a time: a session lock, gone with the session
+            got = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                (f"kinpath:{schema}:{base}",),
+            ).fetchone()
+            if not got or not got[0]:
+                raise InputError(_BUSY)
+            other = conn.execute(
+                sql.SQL(
+                    "SELECT model_version FROM {p} p WHERE split_part(selection, '#', 1) = %s "
+                    "AND model_version <> %s AND NOT EXISTS (SELECT 1 FROM {p} q "
+                    "WHERE q.selection = p.selection AND q.model_version = p.model_version "
+                    "AND q.finished) LIMIT 1"
+                ).format(p=progress),
+                (base, model.version),
+            ).fetchone()
+            if other:
+                raise InputError(f"cannot resume: this selection's unfinished job was scored by {other[0]}, "
+                                 f"not {model.version} (the alias moved); finish it with that version")  # fmt: skip
+            key = _job_key(conn, schema, selection, model.version)
+            last_chunk, after, finished = conn.execute(
+                sql.SQL(
+                    "SELECT max(chunk), max(last_note_id), coalesce(bool_or(finished), false) "
+                    "FROM {} WHERE selection = %s AND model_version = %s"
+                ).format(progress),
+                (key, model.version),
+            ).fetchone() or (None, None, False)
             conn.commit()
-            notes += len(chunk)
-            rows_written += len(rows)
-            kinds.update(e["kind"] for e in errors)
-            log.info(
-                "chunk %d: %d notes, %d NOTE_NLP rows committed", chunk_no, len(chunk), len(rows)
-            )
-        conn.execute(
-            f"INSERT INTO {s}.{PROGRESS} (selection, model_version, chunk, notes, rows_written, "
-            "errors, finished) VALUES (%s, %s, %s, 0, 0, '[]', true)",
-            (key, model.version, chunk_no + 1),
-        )
-        conn.commit()
+            summary: dict[str, object] = {"input": "warehouse note table", "model": model.uri,
+                                          "model_version": model.version,
+                                          "precision": model.bundle.precision,
+                                          "selection": asdict(selection), "job": key}  # fmt: skip
+            if finished:
+                return summary | {"notes_scored_now": 0, "finished_before": True}
+            cmap = _concepts(conn, schema) if concepts else {}
+            chunk_no = -1 if last_chunk is None else int(last_chunk)
+            notes = rows_written = 0
+            kinds: Counter[str] = Counter()
+            insert_nlp = sql.SQL(
+                "INSERT INTO {} (note_nlp_id, note_id, lexical_variant, note_nlp_concept_id, "
+                "note_nlp_source_concept_id, nlp_system, nlp_date, nlp_datetime, term_exists, "
+                "term_modifiers) VALUES (nextval({}), %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            ).format(nlp, sql.Literal(_name(schema, SEQUENCE).as_string(conn)))
+            insert_progress = sql.SQL(
+                "INSERT INTO {} (selection, model_version, chunk, last_note_id, notes, "
+                "rows_written, errors) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            ).format(progress)
+            notes_read = _notes(reader, selection, system, after, chunk_size)
+            try:
+                for _, chunk, encoded in encoded_ahead(model.bundle, notes_read, workers):
+                    chunk_no += 1
+                    assert encoded is not None  # no chunk is skipped: progress resumes the cursor
+                    df = score_records(model, chunk, batch_size, tasks, encoded)
+                    good = df[df["status"] != "error"].to_dict("records")
+                    errors = [
+                        {"note_id": r.report_id, "kind": r.error, "detail": r.detail}
+                        for r in chunk
+                        if r.error
+                    ]
+                    rows = _nlp_rows(good, tasks, system, cmap, dt.datetime.now())
+                    with (
+                        conn.cursor() as cur
+                    ):  # the chunk's rows and its progress row: one transaction
+                        cur.executemany(insert_nlp, rows)
+                        cur.execute(insert_progress, (key, model.version, chunk_no,
+                                                      int(chunk[-1].report_id), len(chunk),
+                                                      len(rows), json.dumps(errors)))  # fmt: skip
+                    conn.commit()
+                    notes += len(chunk)
+                    rows_written += len(rows)
+                    kinds.update(e["kind"] for e in errors)
+                    log.info("chunk %d: %d notes, %d NOTE_NLP rows committed", chunk_no,
+                             len(chunk), len(rows))  # fmt: skip
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (selection, model_version, chunk, notes, rows_written, "
+                        "errors, finished) VALUES (%s, %s, %s, 0, 0, '[]', true)"
+                    ).format(progress),
+                    (key, model.version, chunk_no + 1),
+                )
+                conn.commit()
+            except psycopg.errors.UniqueViolation:
+                raise InputError(_BUSY) from None
+        finally:
+            for fd in held:
+                release(fd)
     seconds = time.perf_counter() - t0
     return summary | {
         "notes_scored_now": notes,
@@ -316,3 +394,7 @@ def score_notes(
         "seconds": round(seconds, 2),
         "notes_per_second": round(notes / seconds, 1) if seconds > 0 else None,
     }
+
+
+_BUSY = ("another job is scoring these notes (the same selection in the same schema); "
+         "wait for it to finish, then run again: nothing it wrote is lost or written twice")  # fmt: skip

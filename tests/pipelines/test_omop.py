@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -197,6 +198,21 @@ def test_only_unscored_notes_of_the_selection(registered: Registered, postgres: 
     later = score_notes(model, uri, NoteSelection(unscored=True))
     assert later["notes_scored_now"] == 24 + 3  # the good notes not scored yet, and the bad again
     assert len(_note_nlp(uri)) == 30 * TASKS
+    # the next night: new notes arrive, and the same command scores them (and only them)
+    import psycopg
+
+    with psycopg.connect(uri) as c:
+        c.execute(
+            "INSERT INTO note (note_id, person_id, note_date, note_type_concept_id, "
+            "note_class_concept_id, note_text, encoding_concept_id, language_concept_id) "
+            "SELECT note_id + 1000, person_id, note_date, note_type_concept_id, "
+            "note_class_concept_id, note_text, encoding_concept_id, language_concept_id "
+            "FROM note WHERE note_id <= 5"
+        )
+    night = score_notes(model, uri, NoteSelection(unscored=True))
+    assert night["notes_scored_now"] == 5 + 3 and "finished_before" not in night
+    assert len(_note_nlp(uri)) == 35 * TASKS
+    assert score_notes(model, uri, NoteSelection(unscored=True))["notes_scored_now"] == 3
 
 
 def test_mlflow_backend_on_postgresql_trains_registers_and_loads(
@@ -228,3 +244,107 @@ def test_mlflow_backend_on_postgresql_trains_registers_and_loads(
         synthetic_reports(3, seed=1)[["report_id", "text"]]
     )
     assert len(scored) == 3
+
+
+def test_the_schema_name_is_an_identifier_never_sql(registered: Registered, postgres: str) -> None:
+    """A schema that closes the sequence name's quote and reads a note must read nothing."""
+    uri = _database(postgres, "injection")
+    _load_notes(uri, 5)
+    model = load_model(registered.champion, registered.tracking_uri)
+    attack = "x'||(SELECT note_text FROM public.note LIMIT 1)||'"
+    with pytest.raises(InputError) as e:
+        score_notes(model, uri, NoteSelection(schema=attack))
+    assert "no table" in str(e.value)
+    first = synthetic_reports(5, seed=21)["text"][0]
+    assert first[:20] not in str(e.value)
+    # a schema whose name holds a quote is a schema like any other
+    init_schema(uri, "o'brien")
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(uri) as c:
+        c.execute(sql.SQL("INSERT INTO {} SELECT * FROM public.note WHERE note_text IS NOT NULL")
+                  .format(sql.Identifier("o'brien", "note")))  # fmt: skip
+    done = score_notes(model, uri, NoteSelection(schema="o'brien", unscored=True))
+    assert done["notes_scored_now"] == 5 + 2
+    with psycopg.connect(uri) as c:
+        n = c.execute('SELECT count(*) FROM "o\'brien".note_nlp').fetchone()
+    assert n == (5 * TASKS,)
+
+
+def test_a_password_in_a_uri_is_never_printed(registered: Registered, tmp_path: Path) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
+    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", registered.champion,
+           "--input"]  # fmt: skip
+    for uri in ("postgresql://postgres:S3cretPW9z@[bad/postgres",
+                "postgresql://postgres:S3cretPW9z@127.0.0.1:1/postgres",
+                "postgresql://postgres@127.0.0.1:1/postgres?password=S3cretPW9z&connect_timeout=2",
+                "postgresql://postgres@127.0.0.1:1/postgres?no_such_option=1"):  # fmt: skip
+        r = subprocess.run([*cmd, uri], env=env, capture_output=True, text=True, check=False,
+                           timeout=120)  # fmt: skip
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert "Traceback" not in r.stderr and "cannot connect to the warehouse" in r.stderr
+        assert "S3cretPW9z" not in r.stderr + r.stdout
+        if "S3cret" in uri:
+            assert "carries a password" in r.stderr  # and says where it belongs instead
+
+
+def test_a_second_job_on_the_same_notes_is_told_so(registered: Registered, postgres: str) -> None:
+    import psycopg
+
+    from pipelines.omop import _selection_key
+
+    uri = _database(postgres, "two_jobs")
+    _load_notes(uri, 5)
+    model = load_model(registered.champion, registered.tracking_uri)
+    key = f"kinpath:public:{_selection_key(NoteSelection())}"
+    with psycopg.connect(uri) as first:  # a first job holds the selection
+        first.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        with pytest.raises(InputError, match="another job is scoring these notes"):
+            score_notes(model, uri)
+    assert score_notes(model, uri)["notes_scored_now"] == 8  # once it is gone, the job runs
+
+
+def test_a_warehouse_job_killed_alone_leaves_no_session(
+    registered: Registered, postgres: str
+) -> None:
+    """Killing the main process ends every session of the job: no orphan worker keeps a
+    transaction (and NOTE_NLP's locks) open, and the rerun finishes the notes exactly once."""
+    import psycopg
+
+    uri = _database(postgres, "killed_alone")
+    _load_notes(uri, 1500)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
+    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", registered.champion,
+           "--chunk-size", "100", "--workers", "1", "--input", uri]  # fmt: skip
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)  # fmt: skip
+
+    def sessions() -> int:
+        with psycopg.connect(uri) as c:
+            return c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                             "AND pid <> pg_backend_pid()").fetchone()[0]  # type: ignore[index]  # fmt: skip
+
+    try:
+        deadline, done = time.time() + 240, 0
+        while time.time() < deadline and done < 2:
+            time.sleep(0.05)
+            try:
+                with psycopg.connect(uri) as c:
+                    done = c.execute("SELECT count(*) FROM kinpath_nlp_progress").fetchone()[0]  # type: ignore[index]
+            except psycopg.errors.UndefinedTable:
+                continue
+        os.kill(p.pid, signal.SIGKILL)  # the main process only
+        p.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and sessions():
+            time.sleep(0.1)
+        assert sessions() == 0, "a session of the killed job is still open"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with psycopg.connect(uri) as c:
+        per_note = c.execute("SELECT count(*), count(DISTINCT note_id) FROM note_nlp").fetchone()
+    assert per_note == (1500 * TASKS, 1500)
