@@ -108,8 +108,9 @@ class RrfFile:
                 want = n + 1 if trailing else n
                 if len(row) != want or (trailing and row[-1] != ""):
                     form = "with" if trailing else "without"
+                    found = len(row) - (1 if trailing and row[-1] == "" else 0)
                     self._bad(lineno, f"expected {n} '|'-separated fields {form} a trailing '|' "
-                                      f"as the file's first row, found {len(row) - ends}")  # fmt: skip
+                                      f"as the file's first row, found {found}")  # fmt: skip
                     continue
                 if trailing:
                     row.pop()

@@ -36,7 +36,14 @@ def test_wrong_field_count_names_file_and_line(tmp_path: Path, fixtures: Path) -
     lines.insert(4, "C9|ENG|P|too|few|fields|")
     bad = tmp_path / "MRCONSO.RRF"
     bad.write_text("\n".join(lines) + "\n")
-    with pytest.raises(InputError, match=r"MRCONSO\.RRF:5: expected 18"):
+    with pytest.raises(InputError, match=r"MRCONSO\.RRF:5: expected 18.*found 6$"):
+        _rows(bad)
+    # one field missing: the message counts the fields that are there
+    short = lines[5].split("|")
+    del short[3]
+    lines[4] = "|".join(short)
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"MRCONSO\.RRF:5: expected 18 .*found 17$"):
         _rows(bad)
     rrf = RrfFile(bad, MRCONSO_FIELDS, on_error="skip")
     n = sum(len(b["CUI"]) for b in read_mrconso(rrf, RrfFilters()))
