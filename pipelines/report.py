@@ -60,9 +60,11 @@ def write_report(
     champion_fit: dict,
     tracking_uri: str,
     seeds: dict[str, list[int]],
+    champion_reason: str = "",
 ) -> dict[str, str]:
     """``results``: per method (mean over its seeds) and the TF-IDF baseline; ``spreads``:
-    the standard deviation over seeds; ``seeds``: which seeds each method was fitted with."""
+    the standard deviation over seeds; ``seeds``: which seeds each method was fitted with;
+    ``champion_reason``: why the champion is the registered method."""
     import mlflow
 
     tasks = task_names(results)
@@ -103,7 +105,9 @@ def write_report(
                                        ["test", *(f"test/{n}" for n in tables)])),
             ("text", "before: each task alone, abstaining below the lowest confidence that "
                      "reached 97% on validation; after: phenotyping.decode. Back-off is right when "
-                     "the true code lies under the emitted NOS code."),
+                     "the true code lies under the emitted NOS code. Accuracy is — where nothing "
+                     f"was coded. Registered: {champion_reason}."),
+            *((("text", not_coded),) if (not_coded := _never_coded(champion_fit["metrics"], tasks)) else ()),
         ]),
         ("Embeddings (held-out KG neighbour recall@10)", [
             ("list", "\n".join(f"{r['method']}: {r['heldout_recall@10']} over "
@@ -132,6 +136,19 @@ def write_report(
     }
 
 
+def _never_coded(metrics: dict[str, float], tasks: list[str]) -> str:
+    """Why a task the champion never auto-codes goes to review, in words."""
+    never = [
+        t for t in tasks if f"test/{t}/coverage" in metrics and not metrics[f"test/{t}/coverage"]
+    ]
+    if not never:
+        return ""
+    return (f"Never auto-coded by this model: {', '.join(never)}. No confidence level of its "
+            "reached 97% accuracy (with a 95% bound) on the validation split, so every such "
+            "field goes to review; more validation reports, or a model that separates those "
+            "classes better, can lower the threshold enough to code some.")  # fmt: skip
+
+
 def _seeds(seed: int | list[int]) -> str:
     return f"seeds {', '.join(map(str, seed))}" if isinstance(seed, list) else f"seed {seed}"
 
@@ -157,6 +174,10 @@ def autocoding_table(metrics: dict[str, float], tasks: list[str], prefixes: list
         v = metrics.get(key)
         return "—" if v is None else f"{v:.3f}"
 
+    def accuracy(share: str, key: str) -> str:
+        """An accuracy over nothing coded is no accuracy: "—", not 0.000."""
+        return "—" if not metrics.get(share) else cell(key)
+
     def count(key: str) -> str:
         v = metrics.get(key)
         return "—" if v is None else f"{int(v)} report(s)"
@@ -167,15 +188,17 @@ def autocoding_table(metrics: dict[str, float], tasks: list[str], prefixes: list
             if f"{prefix}/{t}/coverage" not in metrics:
                 continue
             b, a = f"{prefix}/before/{t}", f"{prefix}/{t}"
-            cells = [split, t, cell(f"{b}/coverage"), cell(f"{b}/covered_accuracy"),
-                     cell(f"{a}/coverage"), cell(f"{a}/covered_accuracy"), cell(f"{a}/backoff"),
-                     cell(f"{a}/backoff_accuracy")]  # fmt: skip
+            cells = [split, t, cell(f"{b}/coverage"),
+                     accuracy(f"{b}/coverage", f"{b}/covered_accuracy"), cell(f"{a}/coverage"),
+                     accuracy(f"{a}/coverage", f"{a}/covered_accuracy"), cell(f"{a}/backoff"),
+                     accuracy(f"{a}/backoff", f"{a}/backoff_accuracy")]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
         # contradictions are a count of reports; edit checks and out-of-scope are shares
         checks = [f"{k}: before {fmt(f'{prefix}/before/{k}')}, after {fmt(f'{prefix}/{k}')}"
                   for k, fmt in (("contradictions", count), ("edit_checks", cell),
                                  ("out_of_scope", cell))]  # fmt: skip
-        lines.append(f"| {split} | records | " + " | ".join(checks) + " | | | | |")
+        cells = [split, "records", *checks]
+        lines.append("| " + " | ".join(cells + [""] * (len(head) - len(cells))) + " |")
     return "\n".join(lines) + "\n"
 
 

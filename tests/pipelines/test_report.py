@@ -74,3 +74,13 @@ def test_autocoding_table_puts_before_beside_after() -> None:
     assert rows[2] == "| pooled | site | 0.950 | 0.930 | 0.900 | 0.980 | — | — |"
     assert "contradictions: before 4 report(s), after 0 report(s)" in rows[3]
     assert not any("histology" in r for r in rows)  # a task without metrics has no row
+
+
+def test_autocoding_table_shows_no_accuracy_where_nothing_was_coded() -> None:
+    m = {"test/grade/coverage": 0.0, "test/grade/covered_accuracy": 0.0, "test/grade/backoff": 0.0,
+         "test/grade/backoff_accuracy": 0.0, "test/before/grade/coverage": 0.2,
+         "test/before/grade/covered_accuracy": 0.95, "test/contradictions": 1.0}  # fmt: skip
+    rows = autocoding_table(m, ["grade"], ["test"]).splitlines()
+    assert rows[2] == "| pooled | grade | 0.200 | 0.950 | 0.000 | — | 0.000 | — |"
+    header_cells = rows[0].count("|") - 1
+    assert all(r.count("|") - 1 == header_cells for r in rows)  # the records row too

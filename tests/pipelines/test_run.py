@@ -8,6 +8,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from embeddings.store import load_embeddings
 from embeddings.word2vec import Word2VecConfig
 from phenotyping.store import tracking_uri
 from pipelines.run import (
@@ -31,7 +32,7 @@ def test_end_to_end_then_cached(
     kw = dict(
         work=tmp_path / "work", tracking_uri=uri,
         data=DataConfig(synthetic_reports=80),
-        embeddings=EmbeddingConfig(word2vec=Word2VecConfig(vector_size=16, epochs=2, min_count=1)),
+        embeddings=EmbeddingConfig(word2vec=Word2VecConfig(vector_size=16, epochs=2, min_count=1, workers=1)),
         fit=FitConfig(fit_args=["--trainer.max_epochs=1", "--model.filters=8", "--data.max_length=200",
                                 "--trainer.enable_progress_bar=false"]),
     )  # fmt: skip
@@ -48,7 +49,40 @@ def test_end_to_end_then_cached(
     out = capsys.readouterr().out
     assert "| mtcnn kg-joint / plain |" in out and "mlflow ui --backend-store-uri" in out
     assert out.count("| method |") == 1  # one results table, not one per fit as well
+    assert "micro-F1 / macro-F1 / share auto-coded" in out  # the table's legend
     assert "rare codes" in md  # macro-F1 over the codes with fewer than 10 training reports
+    # the registered model is the one the table recommends: the lowest validation loss
+    fits = {s: json.loads((tmp_path / "work" / s / "stage.json").read_text())["output"]
+            for s in STAGES if s.startswith("fit-")}  # fmt: skip
+    best = min(fits.values(), key=lambda f: f["val_loss"])
+    mlflow.set_tracking_uri(uri)
+    champion = mlflow.MlflowClient().get_model_version_by_alias("kinpath-demo", "champion")
+    assert champion.run_id == best["run_id"]
+    assert (
+        "registered as models:/kinpath-demo@champion" in out
+        and "lowest mean validation loss" in out
+    )
+    assert "Registered: the lowest mean validation loss" in md
+
+    # the same config in a fresh folder and store: the same vectors and the same figures
+    again = tmp_path / "again"
+    again.mkdir()
+    monkeypatch.chdir(again)
+    twin = run(**kw | {"work": again / "work", "tracking_uri": f"sqlite:///{again / 'mlruns.db'}"})  # type: ignore[arg-type]
+    first_vectors = json.loads((tmp_path / "work/embeddings/stage.json").read_text())["output"]
+    twin_vectors = json.loads((again / "work/embeddings/stage.json").read_text())["output"]
+    for name in ("word2vec", "kg-joint"):
+        a, b = (load_embeddings(Path(v[name])).vectors for v in (first_vectors, twin_vectors))
+        assert a.index_to_key == b.index_to_key and (a.vectors == b.vectors).all(), name
+    for s in fits:
+        other = json.loads((again / "work" / s / "stage.json").read_text())["output"]
+        assert other["val_loss"] == fits[s]["val_loss"], s
+    assert (
+        capsys.readouterr().out.split("| method |")[1].split("stages:")[0]
+        == out.split("| method |")[1].split("stages:")[0]
+    )
+    assert twin["model"]["version"] == "1"
+    monkeypatch.chdir(tmp_path)
 
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model("models:/kinpath-demo@champion")
@@ -155,7 +189,7 @@ def test_an_edit_to_the_orchestration_keeps_the_fits_of_a_given_table(
     kw = dict(
         work=tmp_path / "work", tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}",
         data=DataConfig(reports=[str(table)]),
-        embeddings=EmbeddingConfig(word2vec=Word2VecConfig(vector_size=16, epochs=2, min_count=1)),
+        embeddings=EmbeddingConfig(word2vec=Word2VecConfig(vector_size=16, epochs=2, min_count=1, workers=1)),
         fit=FitConfig(inits=["random"], fit_args=["--trainer.max_epochs=1", "--model.filters=8",
                       "--data.max_length=200", "--trainer.enable_progress_bar=false"]),
         registry=RegistryConfig(champion="random"),
