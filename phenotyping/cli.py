@@ -22,6 +22,7 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from jsonargparse import lazy_instance
@@ -150,9 +151,13 @@ class PhenotypingCLI(LightningCLI):
         best = ckpt.best_model_path
         if not best:
             return
-        self.trainer.test(
-            self.model, datamodule=self.datamodule, ckpt_path=best, verbose=not self.quiet
-        )
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
+        if not self.quiet:
+            print(
+                pooled_test_table(
+                    self.trainer.callback_metrics, list(getattr(self.model, "tasks", []))
+                )
+            )
         # the model now holds the best weights and their thresholds: export them for inference
         logger = self.trainer.logger
         if isinstance(logger, MLFlowLogger) and isinstance(self.datamodule, ReportDataModule):
@@ -176,10 +181,36 @@ class PhenotypingCLI(LightningCLI):
               f"register it: kinpath registry register {logger.run_id} --name NAME")  # fmt: skip
 
 
+def pooled_test_table(metrics: Mapping[str, object], tasks: list[str]) -> str:
+    """The best checkpoint's test figures, pooled over the test splits, one row per task (the
+    run holds every metric, per split too)."""
+    cols = (("micro-F1", "micro_f1"), ("macro-F1", "macro_f1"), ("auto-coded", "coverage"),
+            ("its accuracy", "covered_accuracy"))  # fmt: skip
+
+    def value(key: str) -> float | None:
+        v = metrics.get(key)
+        return None if v is None else float(v)  # type: ignore[arg-type]  # a tensor or a float
+
+    def cell(t: str, key: str) -> str:
+        v = value(f"test/{t}/{key}")
+        if v is None or (key == "covered_accuracy" and not value(f"test/{t}/coverage")):
+            return "—"  # an accuracy over nothing coded is no accuracy
+        return f"{v:.3f}"
+
+    lines = [
+        "| test (pooled) | " + " | ".join(c for c, _ in cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
+    lines += ["| " + " | ".join([t, *(cell(t, k) for _, k in cols)]) + " |" for t in tasks]
+    return "\n".join(lines)
+
+
 def trainer_defaults() -> dict:
     uri = tracking_uri()
     return {
         "accelerator": "auto",
+        # a bar redrawn into a log file is noise beside EpochLine's one line per epoch
+        "enable_progress_bar": sys.stderr.isatty(),
         "callbacks": [EpochLine()],
         "logger": lazy_instance(
             MLFlowLogger, experiment_name="kinpath-phenotyping", tracking_uri=uri, log_model=False

@@ -184,6 +184,9 @@ class MTCNNModule(pl.LightningModule):
             init_vectors if init == "pretrained" else None,
             freeze_embeddings,
         )
+        # one report of 500 tokens: Lightning's model summary counts the FLOPs of a forward pass
+        # on it (without an example it printed "Total FLOPs: 0")
+        self.example_input_array = (torch.ones(1, 500, dtype=torch.long), torch.tensor([500]))
         if init == "random" and init_vectors is not None:
             # random vectors on the pretrained ones' scale, so only the values differ
             with torch.no_grad():

@@ -1,6 +1,7 @@
 """The LightningCLI end to end on the fixture reports, and the no-report-text guarantee."""
 
 import logging
+import re
 import sqlite3
 import subprocess
 import sys
@@ -80,6 +81,12 @@ def test_fit_tracks_in_mlflow_without_report_text(
     first = client.get_metric_history(run.info.run_id, "val/site/macro_f1")[0].value
     assert f"macro-F1 site {first:.3f}" in caplog.text.split("epoch 2/2")[0]
     assert f"MLflow run {run.info.run_id}" in out  # the id `kinpath registry register` needs
+    # redirected output: no progress bar redrawn into it, a FLOP count that is one, and the
+    # test figures as a table of rounded numbers rather than 56 rows of raw floats
+    assert "Epoch 0" not in err + out and "it/s" not in err + out
+    assert not re.search(r"^\s*0\s+Total Flops", out + err, flags=re.M | re.I)
+    assert "| test (pooled) | micro-F1 | macro-F1 | auto-coded | its accuracy |" in out
+    assert "| site | " in out and not re.search(r"\d\.\d{5,}", out)
     assert (
         "test/before/site/coverage" in run.data.metrics
         and "test/contradictions" in run.data.metrics
