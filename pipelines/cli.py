@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from kg.errors import InputError
 from kg.secrets import redact
@@ -52,7 +54,7 @@ USAGE = (
 
 
 # switches that read naturally bare: `--resume` means `--resume true`
-BARE_FLAGS = frozenset({"--resume", "--overwrite"})
+BARE_FLAGS = frozenset({"--resume", "--overwrite", "--json"})
 
 
 def normalize_argv(argv: Sequence[str]) -> list[str]:
@@ -84,11 +86,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kinpath: error: unknown subcommand {args[0]!r}", file=sys.stderr)
         return 2
     module, attr, _ = SUBCOMMANDS[args[0]]
-    from jsonargparse import CLI
+    from jsonargparse import CLI, DefaultHelpFormatter
+
+    class Help(DefaultHelpFormatter):
+        """jsonargparse names a bare class as "<class 'Path'>": name it as "Path"."""
+
+        def _get_type_str(self, action: Any) -> str | None:
+            text = super()._get_type_str(action)
+            return None if text is None else re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", text)
 
     try:
         target = getattr(importlib.import_module(module), attr)
-        CLI({args[0]: target}, args=args, prog="kinpath")
+        CLI({args[0]: target}, args=args, prog="kinpath", formatter_class=Help)
     except InputError as e:
         print(f"kinpath: error: {redact(str(e))}", file=sys.stderr)
         return 2

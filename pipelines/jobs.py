@@ -128,15 +128,41 @@ def promote(
     )
 
 
-def list_(tracking_uri: str | None = None) -> None:
-    """List registered models, their versions, aliases and tags.
+def list_(tracking_uri: str | None = None, json: bool = False) -> None:
+    """List registered models: a table of name, version, aliases, created, run and headline
+    test figures (pooled macro-F1 of site and histology); every tag with --json.
 
     Args:
         tracking_uri: MLflow tracking URI.
+        json: Print every version with all its tags as JSON instead.
     """
+    import json as jsonlib
+
     from pipelines import registry
 
-    print(json.dumps(registry.list_models(tracking_uri), indent=2, default=str))
+    rows = registry.list_models(tracking_uri)
+    print(jsonlib.dumps(rows, indent=2, default=str) if json else versions_table(rows))
+
+
+HEADLINES = (("site F1", "metric.test/site/macro_f1"),
+             ("histology F1", "metric.test/histology/macro_f1"))  # fmt: skip
+
+
+def versions_table(rows: list[dict]) -> str:
+    """The registry as a plain-text table, one line per version."""
+    head = ["name", "version", "aliases", "created (UTC)", "run", *(h for h, _ in HEADLINES)]
+    body = [
+        [str(r["name"]), str(r["version"]), ",".join(r["aliases"]) or "—", str(r["created"]),
+         str(r["run_id"] or "—"), *(str(r["tags"].get(k, "—")) for _, k in HEADLINES)]
+        for r in rows
+    ]  # fmt: skip
+    if not body:
+        return "no registered models"
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in [head, *body]
+    )
 
 
 def ensemble(

@@ -15,6 +15,7 @@ does not exist is an error, never a new empty store.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import tempfile
@@ -139,7 +140,14 @@ def list_models(uri: str | None = None) -> list[dict[str, object]]:
                 "version": mv.version,
                 "aliases": [a for a, v in aliases.items() if str(v) == str(mv.version)],
                 "run_id": mv.run_id,
-                "created": mv.creation_timestamp,
+                "created": _utc(mv.creation_timestamp),
                 "tags": dict(mv.tags),
             })  # fmt: skip
     return out
+
+
+def _utc(millis: int | None) -> str:
+    """MLflow's epoch milliseconds as a UTC date and time."""
+    if millis is None:
+        return ""
+    return dt.datetime.fromtimestamp(millis / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")

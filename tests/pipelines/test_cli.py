@@ -3,9 +3,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipelines.cli import main, normalize_argv
+from pipelines.synthetic import synthetic_reports
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -113,3 +117,26 @@ def test_lightnings_advertisement_is_dropped_and_where_a_fit_runs_is_kept() -> N
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "GPU available" in r.stderr and "litlogger" not in r.stderr
+
+
+def test_help_names_programs_and_types_plainly() -> None:
+    r = subprocess.run([sys.executable, "-m", "phenotyping", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, check=False)  # fmt: skip
+    assert r.stdout.startswith("usage: python -m phenotyping"), r.stdout[:200]
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "demo", "--help"],
+                       capture_output=True, text=True, check=False)  # fmt: skip
+    assert "(type: Path, default: runs/demo)" in " ".join(r.stdout.split())
+    assert "<class" not in r.stdout
+
+
+def test_the_readme_says_what_a_batch_input_holds_and_a_sample_ships() -> None:
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for text in ("a `report_id` column and a `text` column", "`--id_column` and `--text_column`",
+                 "`examples/tonight.csv`"):  # fmt: skip
+        assert text in readme, text
+    sample = pd.read_csv(ROOT / "examples/tonight.csv", dtype=str, keep_default_na=False)
+    assert list(sample.columns) == ["report_id", "text"] and len(sample) == 20
+    # the project's own synthetic reports, as the generator writes them: no real patient's text
+    expected = synthetic_reports(20, seed=2026)[["report_id", "text"]]
+    pd.testing.assert_frame_equal(sample, expected.reset_index(drop=True))
+    assert sample["text"].str.contains("\n").all()  # quoted over several lines, as usual

@@ -1,5 +1,8 @@
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -120,3 +123,22 @@ def test_registered_model_scores_without_lightning_and_declares_what_it_imports(
     assert "pytorch-lightning" not in declared and "scikit-learn" not in declared
     assert declared <= imported  # nothing declared that scoring does not import
     assert imported - declared <= pulled_in  # nothing imported that is not declared or pulled in
+
+
+def test_registry_list_is_a_table_and_json_on_request(registered: Registered) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
+    cmd = [sys.executable, "-m", "pipelines.cli", "registry", "list"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["name", "version", "aliases", "created", "(UTC)", "run", "site",
+                                "F1", "histology", "F1"]  # fmt: skip
+    mine = next(line for line in lines if line.startswith("kinpath-test "))
+    assert "champion" in mine and re.search(r"\b20\d\d-\d\d-\d\d \d\d:\d\d\b", mine)
+    assert re.search(r"\b[01]\.\d{4}\b", mine)  # the headline site macro-F1
+    assert len(lines) < 20  # a line per version, not 75 lines of JSON each
+    r = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, check=False)
+    rows = json.loads(r.stdout)
+    assert any(
+        v["name"] == "kinpath-test" and "metric.test/site/macro_f1" in v["tags"] for v in rows
+    )
