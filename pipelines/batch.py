@@ -73,9 +73,14 @@ def load_model(uri: str, tracking: str | None = None, precision: str = "auto") -
     (phenotyping.bundle)."""
     import mlflow
 
-    from phenotyping.store import existing_store
+    from phenotyping.store import existing_store, tracking_uri
 
-    store = existing_store(tracking)
+    # a registered model or a run's is read from the store, which must exist; a path is not
+    store = (
+        existing_store(tracking)
+        if uri.startswith(("models:/", "runs:/"))
+        else tracking_uri(tracking)
+    )
     mlflow.set_tracking_uri(store)
     version = uri
     if uri.startswith("models:/"):
