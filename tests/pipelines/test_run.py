@@ -2,6 +2,7 @@
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -18,6 +19,7 @@ from pipelines.run import (
     RegistryConfig,
     run,
 )
+from pipelines.synthetic import synthetic_reports
 from tests.pipelines.test_report import check_html
 
 STAGES = ["data", "graph", "embeddings", "fit-random-plain-42", "fit-word2vec-plain-42",
@@ -32,7 +34,7 @@ def test_end_to_end_then_cached(
     kw = dict(
         work=tmp_path / "work", tracking_uri=uri,
         data=DataConfig(synthetic_reports=80),
-        embeddings=EmbeddingConfig(word2vec=Word2VecConfig(vector_size=16, epochs=2, min_count=1, workers=1)),
+        embeddings=EmbeddingConfig(word2vec=replace(EmbeddingConfig().word2vec, vector_size=16, epochs=2, min_count=1)),
         fit=FitConfig(fit_args=["--trainer.max_epochs=1", "--model.filters=8", "--data.max_length=200",
                                 "--trainer.enable_progress_bar=false"]),
     )  # fmt: skip
@@ -189,7 +191,7 @@ def test_an_edit_to_the_orchestration_keeps_the_fits_of_a_given_table(
     kw = dict(
         work=tmp_path / "work", tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}",
         data=DataConfig(reports=[str(table)]),
-        embeddings=EmbeddingConfig(word2vec=Word2VecConfig(vector_size=16, epochs=2, min_count=1, workers=1)),
+        embeddings=EmbeddingConfig(word2vec=replace(EmbeddingConfig().word2vec, vector_size=16, epochs=2, min_count=1)),
         fit=FitConfig(inits=["random"], fit_args=["--trainer.max_epochs=1", "--model.filters=8",
                       "--data.max_length=200", "--trainer.enable_progress_bar=false"]),
         registry=RegistryConfig(champion="random"),
@@ -203,3 +205,17 @@ def test_an_edit_to_the_orchestration_keeps_the_fits_of_a_given_table(
     edited = run(**kw)["timings"]  # type: ignore[arg-type]
     assert edited["data"] == edited["embeddings"] == edited["fit-random-plain-42"] == "cached"
     assert edited["report"] != "cached"  # the stages that run pipelines/ code are redone
+
+
+def test_the_demos_word_vectors_are_the_same_every_run() -> None:
+    """gensim splits a corpus into jobs of 10,000 words across its threads, and with two
+    threads the vectors differ from run to run: the demo's corpus is well over one job."""
+    from embeddings.word2vec import train_word2vec
+
+    texts = synthetic_reports(400, seed=3)["text"]
+    sentences = [t.lower().split() for t in texts]
+    assert sum(map(len, sentences)) > 30_000
+    config = replace(EmbeddingConfig().word2vec, vector_size=16, epochs=2)  # the demo's threads
+    first, _ = train_word2vec(sentences, config, 42)
+    second, _ = train_word2vec(sentences, config, 42)
+    assert (first.vectors == second.vectors).all()
