@@ -85,6 +85,21 @@ def _note_nlp(uri: str) -> list[tuple]:
     return [tuple(v.decode() if isinstance(v, bytes) else v for v in r) for r in rows]
 
 
+def _wait_for_chunks(uri: str, n: int, seconds: float) -> int:
+    """Wait until a running job has committed ``n`` chunks (or time is up); how many it has."""
+    import psycopg
+
+    deadline, done = time.time() + seconds, 0
+    while time.time() < deadline and done < n:
+        time.sleep(0.05)
+        try:
+            with psycopg.connect(uri) as c:
+                done = c.execute("SELECT count(*) FROM kinpath_nlp_progress").fetchone()[0]  # type: ignore[index]
+        except psycopg.errors.UndefinedTable:
+            continue
+    return done
+
+
 @pytest.mark.parametrize("n", [2000])
 def test_note_nlp_exactly_once_through_kill_9(
     registered: Registered, postgres: str, tmp_path: Path, n: int
@@ -118,15 +133,7 @@ def test_note_nlp_exactly_once_through_kill_9(
     # ... and one killed halfway, then run again
     p = subprocess.Popen([*cmd, killed], env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    deadline = time.time() + 180
-    done = 0
-    while time.time() < deadline and done < 3:
-        time.sleep(0.05)
-        try:
-            with psycopg.connect(killed) as c:
-                done = c.execute("SELECT count(*) FROM kinpath_nlp_progress").fetchone()[0]  # type: ignore[index]
-        except psycopg.errors.UndefinedTable:
-            continue
+    done = _wait_for_chunks(killed, 3, 180)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     assert 3 <= done < 10  # killed halfway
@@ -326,14 +333,7 @@ def test_a_warehouse_job_killed_alone_leaves_no_session(
                              "AND pid <> pg_backend_pid()").fetchone()[0]  # type: ignore[index]  # fmt: skip
 
     try:
-        deadline, done = time.time() + 240, 0
-        while time.time() < deadline and done < 2:
-            time.sleep(0.05)
-            try:
-                with psycopg.connect(uri) as c:
-                    done = c.execute("SELECT count(*) FROM kinpath_nlp_progress").fetchone()[0]  # type: ignore[index]
-            except psycopg.errors.UndefinedTable:
-                continue
+        assert _wait_for_chunks(uri, 2, 240) >= 2
         os.kill(p.pid, signal.SIGKILL)  # the main process only
         p.wait()
         deadline = time.time() + 20
