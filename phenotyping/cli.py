@@ -35,6 +35,7 @@ from pytorch_lightning.cli import (
 )
 from pytorch_lightning.loggers import MLFlowLogger
 
+from kg.secrets import redact
 from phenotyping.bundle import save_bundle
 from phenotyping.data import ReportDataModule
 from phenotyping.module import MTCNNModule
@@ -177,7 +178,7 @@ class PhenotypingCLI(LightningCLI):
             else f"mlflow ui --backend-store-uri {uri}, then "
             f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{logger.run_id}"
         )
-        print(f"MLflow run {logger.run_id} ({where})\n"
+        print(f"MLflow run {logger.run_id} ({redact(where)})\n"
               f"register it: kinpath registry register {logger.run_id} --name NAME")  # fmt: skip
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kg.secrets import warn_if_password
+
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 
 
@@ -19,6 +21,7 @@ def tracking_uri(uri: str | None = None) -> str:
     ``pyproject.toml``, else the current one), so a command run from a subfolder opens the
     same store as ``kinpath run``."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    warn_if_password(uri)
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
         here = Path.cwd()

@@ -54,6 +54,7 @@ from kg.errors import InputError
 from kg.graph import build_graph, file_sha256
 from kg.pairs import PairConfig
 from kg.reports import read_reports, table_paths, table_sha256
+from kg.secrets import redact
 from phenotyping.store import tracking_uri as store_uri
 from phenotyping.table import aggregate_seeds, method_table
 from pipelines.report import task_names
@@ -394,7 +395,7 @@ def run(
     print(f"registered as {model['uri']}: {champion} ({champion_reason(registry.champion)})")
     print(f"stages: {json.dumps(st.timings)}; total {time.perf_counter() - t0:.0f}s")
     print(f"report: {rep['markdown']} and {rep['html']}")
-    print(f"MLflow: mlflow ui --backend-store-uri {tracking_uri}   (model {model['uri']})")
+    print(f"MLflow: mlflow ui --backend-store-uri {redact(tracking_uri)}   (model {model['uri']})")
     return {"report": rep, "model": model, "timings": st.timings}
 
 
