@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 from kg.errors import InputError
 from kg.reports import table_sha256
 from phenotyping.bundle import Bundle, ChunkEncoder
-from pipelines.model import output_columns, output_types, predictions
+from pipelines.model import output_columns, output_types, predictions, record_rows
 from pipelines.records import Record, read_records
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,7 @@ def score_records(
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
     good = [r for r in chunk if not r.error]
     limit = model.bundle.tokenizer.config.max_chars
+    scored = None
     if good:
         ids, cut = encoded
         cut = cut.copy()
@@ -255,17 +256,12 @@ def score_records(
             model.bundle, ids, cut, [r.report_id for r in good], batch_size, pad_to
         )
         scored.index = [r.number for r in good]
-    else:
-        scored = pd.DataFrame(columns=output_columns(tasks))
-    rows = []
     for r in chunk:
         if r.error:
-            rows.append({"record": r.number, "report_id": r.report_id, "status": "error",
-                         "error": f"{r.error}: {r.detail}"})  # fmt: skip
             log.warning("record %d (id %r): %s", r.number, r.report_id, r.error)
-        else:
-            rows.append({"record": r.number, **scored.loc[r.number].to_dict()})
-    return pd.DataFrame(rows, columns=_columns(tasks))
+    df = record_rows(chunk, scored, tasks)
+    df.insert(0, "record", [r.number for r in chunk])
+    return df[_columns(tasks)]
 
 
 def _columns(tasks: list[str]) -> list[str]:

@@ -36,7 +36,7 @@ from mlflow.types import ColSpec, Schema
 from kg.errors import InputError
 from phenotyping.bundle import Bundle, encode, load_bundle, score_ids
 from phenotyping.decode import calibrate, decode
-from pipelines.records import frame_records
+from pipelines.records import Record, frame_records
 
 INPUT_COLUMNS = ("report_id", "text")
 TASK_COLUMNS = (("label", "string"), ("prob", "double"), ("abstain", "boolean"),
@@ -96,6 +96,21 @@ def predictions(bundle: Bundle, ids: list[list[int]], cut: np.ndarray, report_id
     return pd.DataFrame(out, columns=output_columns(bundle.tasks))
 
 
+def record_rows(
+    records: list[Record], scored: pd.DataFrame | None, tasks: list[str]
+) -> pd.DataFrame:
+    """One output row per record, in order: its scored row (``scored`` is indexed by record
+    number), or for a bad record an error row with its kind and detail, the rest empty.
+    The batch job and the served model both answer this way."""
+    rows = [
+        {"report_id": r.report_id, "status": "error", "error": f"{r.error}: {r.detail}"}
+        if r.error or scored is None
+        else scored.loc[r.number].to_dict()
+        for r in records
+    ]
+    return pd.DataFrame(rows, columns=output_columns(tasks))
+
+
 class KinpathModel(PythonModel):
     """pyfunc wrapper; the bundle folder is the ``bundle`` artifact."""
 
@@ -125,15 +140,9 @@ class KinpathModel(PythonModel):
             raise InputError(f"input lacks column(s) {missing}; expected {list(INPUT_COLUMNS)}")
         records = frame_records(model_input.reset_index(drop=True))
         good = [r for r in records if not r.error]
-        tasks = self.bundle.tasks
+        scored = None
         if good:
             ids, cut = encode(self.bundle, [r.text for r in good])
             scored = predictions(self.bundle, ids, cut, [r.report_id for r in good])
             scored.index = [r.number for r in good]
-        rows = [
-            {"report_id": r.report_id, "status": "error", "error": f"{r.error}: {r.detail}"}
-            if r.error
-            else scored.loc[r.number].to_dict()
-            for r in records
-        ]
-        return pd.DataFrame(rows, columns=output_columns(tasks))
+        return record_rows(records, scored, self.bundle.tasks)
