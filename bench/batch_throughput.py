@@ -243,7 +243,7 @@ def accuracy(bundle: Path, precision: str) -> tuple[dict[str, float], dict[str, 
     for name in ("tcga-reports", "tcga-ocr"):
         table = pd.concat(read_reports(SHARED / name / "reports.csv", where={"split": "test"}))
         table = _laterality_by_rule(table.fillna(""))
-        ids, _ = encode(b, table["text"].tolist())
+        ids = encode(b, table["text"].tolist()).ids
         probs, sim = score_ids(b, ids)
         decoded = decode(probs, b.decoder, sim)
         for t in b.tasks:

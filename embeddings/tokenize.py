@@ -72,11 +72,21 @@ class ReportTokenizer:
 
     def pipe(self, texts: Iterable[str], batch_size: int = 64) -> Iterator[list[Sentence]]:
         """Tokenize many reports, yielding each report's sentences in order."""
+        for sents, _ in self.pipe_spans(texts, batch_size):
+            yield sents
+
+    def pipe_spans(
+        self, texts: Iterable[str], batch_size: int = 64
+    ) -> Iterator[tuple[list[Sentence], list[tuple[int, int]]]]:
+        """As :meth:`pipe`, with each token's character span ``(start, end)`` in the report,
+        in the order of the flattened tokens: a merged phrase spans its words, a word that an
+        abbreviation's long form put in place spans the abbreviation. Evidence for a code is
+        a run of tokens; these turn it into offsets into the text that was read."""
         limit = self.config.max_chars
         for doc in self._nlp.pipe((t[:limit] for t in texts), batch_size=batch_size):
             yield self._doc_sentences(doc)
 
-    def _doc_sentences(self, doc: object) -> list[Sentence]:
+    def _doc_sentences(self, doc: object) -> tuple[list[Sentence], list[tuple[int, int]]]:
         expand: dict[int, list[str]] = {}
         if self.config.expand_abbreviations:
             for abrv in doc._.abbreviations:  # type: ignore[attr-defined]
@@ -88,16 +98,26 @@ class ReportTokenizer:
                 for i in range(abrv.start, abrv.end):
                     expand[i] = long_words if i == abrv.start else []
         out: list[Sentence] = []
+        spans: list[tuple[int, int]] = []
         for sent in doc.sents:  # type: ignore[attr-defined]
             words: list[str] = []
+            where: list[tuple[int, int]] = []
             for tok in sent:
-                words.extend(expand[tok.i] if tok.i in expand else normalized(tok.text))
-            words = self._index.merge(words)
+                new = expand[tok.i] if tok.i in expand else normalized(tok.text)
+                words.extend(new)
+                where.extend([(tok.idx, tok.idx + len(tok.text))] * len(new))
+            merged = self._index.merge(words)
+            where = _joined_spans(words, merged, where, PHRASE_JOINER)
+            words = merged
             if self.collocations is not None:
-                words = list(self.collocations[words])  # type: ignore[index]
+                merged = list(self.collocations[words])  # type: ignore[index]
+                joiner = getattr(self.collocations, "delimiter", PHRASE_JOINER)
+                where = _joined_spans(words, merged, where, joiner)
+                words = merged
             if words:
                 out.append(words)
-        return out
+                spans.extend(where)
+        return out, spans
 
     def with_collocations(self, collocations: object) -> ReportTokenizer:
         return ReportTokenizer(self.phrases, self.config, collocations)
@@ -128,6 +148,24 @@ class ReportTokenizer:
         """A tokenizer that merges the graph's multi-word terms."""
         keys = graph.atoms["key"].drop_duplicates()
         return cls((tuple(k.split(PHRASE_JOINER)) for k in keys if PHRASE_JOINER in k), config)
+
+
+def _joined_spans(
+    words: list[str], merged: list[str], spans: list[tuple[int, int]], joiner: str
+) -> list[tuple[int, int]]:
+    """The spans of ``merged``, where each token is one of ``words`` or several consecutive
+    ones joined by ``joiner``: each covers the words it was made of."""
+    out: list[tuple[int, int]] = []
+    i = 0
+    for m in merged:
+        j = i + 1
+        while j < min(len(words), i + 16) and m != joiner.join(words[i:j]):
+            j += 1
+        if m != joiner.join(words[i:j]):  # cannot happen for a join; keep one word a token
+            j = i + 1
+        out.append((spans[i][0], spans[j - 1][1]))
+        i = j
+    return out
 
 
 def _pipeline(abbreviations: bool) -> Language:

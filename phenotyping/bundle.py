@@ -46,14 +46,15 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 import torch
 
 from embeddings.tokenize import ReportTokenizer
 from kg.errors import InputError
-from phenotyping.decode import Decoder
+from phenotyping.decode import Decoder, decode
+from phenotyping.evidence import emitted_classes
 from phenotyping.network import MTCNN, KnowledgeHead
 from phenotyping.scope import similarity
 from phenotyping.vocab import MIN_TOKENS, PAD, UNK, Vocabulary
@@ -268,20 +269,30 @@ def check_reads_like(bundle: Bundle, itos: Sequence[str], label_maps: dict[str, 
                          path=bundle.folder / "label_maps.json")  # fmt: skip
 
 
-def encode(bundle: Bundle, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
-    """Token ids per report, cut to the bundle's longest length, and which were cut."""
+class Encoding(NamedTuple):
+    """Reports as the networks read them."""
+
+    ids: list[list[int]]  # token ids per report, cut to the bundle's longest length
+    cut: np.ndarray  # bool per report: it was longer and was cut
+    spans: list[np.ndarray]  # per report, [len(ids), 2] int: each token's characters in the text
+
+
+def encode(bundle: Bundle, texts: Sequence[str]) -> Encoding:
+    """Token ids per report, cut to the bundle's longest length, which were cut, and where in
+    each text its tokens lie."""
     return _encode(bundle.tokenizer, bundle.vocab, bundle.max_length, texts)
 
 
 def _encode(
     tokenizer: ReportTokenizer, vocab: Vocabulary, max_length: int, texts: Sequence[str]
-) -> tuple[list[list[int]], np.ndarray]:
-    ids, cut = [], []
-    for sents in tokenizer.pipe(texts):
-        x = vocab.encode([t for s in sents for t in s]) or [UNK]
+) -> Encoding:
+    ids, cut, spans = [], [], []
+    for sents, where in tokenizer.pipe_spans(texts):
+        x = vocab.encode([t for s in sents for t in s])
         cut.append(len(x) > max_length)
-        ids.append(x[:max_length])
-    return ids, np.array(cut, dtype=bool)
+        ids.append(x[:max_length] or [UNK])
+        spans.append(np.array(where[:max_length] or [(0, 0)], dtype=np.int64).reshape(-1, 2))
+    return Encoding(ids, np.array(cut, dtype=bool), spans)
 
 
 _WORKER: tuple[ReportTokenizer, Vocabulary, int] | None = None
@@ -320,7 +331,7 @@ def _start_worker(folder: str, parent: int) -> None:
     _WORKER = (ReportTokenizer.load(f / "tokenizer"), vocab, int(cfg["max_length"]))
 
 
-def _encode_in_worker(texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
+def _encode_in_worker(texts: list[str]) -> Encoding:
     assert _WORKER is not None
     return _encode(*_WORKER, texts)
 
@@ -367,7 +378,21 @@ class ChunkEncoder:
         self.close()
 
 
-@torch.inference_mode()
+# evidence: spans per emitted code
+EVIDENCE_SPANS = 3
+LONGEST_SPAN = 12  # tokens: overlapping windows merge into one span up to this length
+
+# per task, per report: the emitted code's [(first token, end token, weight), ...]
+TokenEvidence = dict[str, list[list[tuple[int, int, float]]]]
+
+
+@dataclass(frozen=True)
+class Scores:
+    probs: dict[str, np.ndarray]  # per task [N, C], the mean over the members
+    similarity: np.ndarray | None  # to the training sites (None without centroids)
+    evidence: TokenEvidence | None = None  # when asked for
+
+
 def score_ids(
     bundle: Bundle, ids: list[list[int]], batch_size: int = 32, pad_to: int | None = None
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
@@ -375,9 +400,27 @@ def score_ids(
     centroids), each the mean over the bundle's members; ``pad_to`` pads every batch to a
     fixed width instead. A bf16 bundle scores each batch in bf16, then again in fp32 the
     reports with a close call (:func:`close_calls`), and keeps the fp32 figures for those."""
+    s = score(bundle, ids, batch_size, pad_to)
+    return s.probs, s.similarity
+
+
+@torch.inference_mode()
+def score(
+    bundle: Bundle,
+    ids: list[list[int]],
+    batch_size: int = 32,
+    pad_to: int | None = None,
+    evidence: bool = False,
+) -> Scores:
+    """:func:`score_ids`, and with ``evidence`` the windows of each report that most support
+    the code each task emits (the bundle's decoder decodes each batch;
+    :func:`phenotyping.evidence.emitted_classes`), from
+    :meth:`~phenotyping.network.MTCNN.window_scores` summed over an ensemble's members and
+    divided by their number, as at most :data:`EVIDENCE_SPANS` token spans."""
     order = np.argsort([len(x) for x in ids], kind="stable")
     out = {t: np.zeros((len(ids), len(bundle.label_maps[t])), np.float32) for t in bundle.tasks}
     sim = np.zeros(len(ids)) if bundle.centroids is not None else None
+    found: TokenEvidence | None = {t: [[] for _ in ids] for t in bundle.tasks} if evidence else None
     bf16 = bundle.precision == "bf16"
     for s in range(0, len(ids), batch_size):
         idx = order[s : s + batch_size]
@@ -387,33 +430,43 @@ def score_ids(
             tokens[r, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
         lengths = torch.tensor([len(ids[i]) for i in idx]).to(bundle.device)
         tokens = tokens.to(bundle.device)
-        probs, near = _score_batch(bundle, tokens, lengths, bf16)
+        probs, near, ev = _score_batch(bundle, tokens, lengths, bf16, evidence)
         if bf16:
             close = close_calls(probs, BF16_RECHECK)
             if close.any():
                 rows = torch.from_numpy(np.flatnonzero(close)).to(bundle.device)
-                exact, exact_near = _score_batch(bundle, tokens[rows], lengths[rows], False)
+                exact, exact_near, exact_ev = _score_batch(
+                    bundle, tokens[rows], lengths[rows], False, evidence
+                )
                 for t in bundle.tasks:
                     probs[t][close] = exact[t]
+                    if ev is not None and exact_ev is not None:
+                        for j, r in enumerate(np.flatnonzero(close)):
+                            ev[t][r] = exact_ev[t][j]
                 if near is not None and exact_near is not None:
                     near[close] = exact_near
         for t in bundle.tasks:
             out[t][idx] = probs[t]
+            if found is not None and ev is not None:
+                for r, i in enumerate(idx):
+                    found[t][i] = ev[t][r]
         if sim is not None and near is not None:
             sim[idx] = near
-    return out, sim
+    return Scores(out, sim, found)
 
 
 def _score_batch(
-    bundle: Bundle, tokens: torch.Tensor, lengths: torch.Tensor, bf16: bool
-) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """One padded batch's probabilities and similarity, averaged over the members."""
+    bundle: Bundle, tokens: torch.Tensor, lengths: torch.Tensor, bf16: bool, evidence: bool
+) -> tuple[dict[str, np.ndarray], np.ndarray | None, TokenEvidence | None]:
+    """One padded batch's probabilities and similarity, averaged over the members, and the
+    evidence of its emitted codes when asked for."""
     k = len(bundle.nets)
     probs: dict[str, np.ndarray] = {}
     sim = None
+    encoded = []
     with torch.autocast(bundle.device.type, dtype=torch.bfloat16, enabled=bf16):
         for m, net in enumerate(bundle.nets):
-            enc = net.encode(tokens, lengths)
+            enc = net.encode(tokens, lengths, windows=evidence)
             logits = net.classify(enc)
             for t in bundle.tasks:
                 p = torch.softmax(logits[t].float(), -1).cpu().numpy() / k
@@ -421,7 +474,54 @@ def _score_batch(
             if bundle.centroids is not None:
                 s_m = similarity(enc.z.float().cpu().numpy(), bundle.centroids[m]) / k
                 sim = s_m if sim is None else sim + s_m
-    return probs, sim
+            if evidence:
+                encoded.append(enc)
+    if not evidence:
+        return probs, sim, None
+    ev: TokenEvidence = {}
+    n_tokens = lengths.cpu().numpy()
+    d = decode(probs, bundle.decoder, sim)
+    for t in bundle.tasks:
+        up = bundle.decoder.hierarchy.backoff.get(t)
+        emitted = emitted_classes(d.labels[t], bundle.label_maps[t], probs[t], up)
+        classes = torch.from_numpy(emitted.clip(min=0)[:, None]).to(tokens.device)
+        windows: list[tuple[int, np.ndarray]] = []  # (width, [B, 1, W]) over the members
+        for net, enc in zip(bundle.nets, encoded, strict=True):
+            windows += [(w, sc.cpu().numpy() / k) for w, sc in net.window_scores(enc, t, classes)]
+        ev[t] = [
+            spans_of([(w, sc[r, 0]) for w, sc in windows], int(n_tokens[r])) if c >= 0 else []
+            for r, c in enumerate(emitted)
+        ]
+    return probs, sim, ev
+
+
+def spans_of(windows: list[tuple[int, np.ndarray]], length: int) -> list[tuple[int, int, float]]:
+    """The best :data:`EVIDENCE_SPANS` token spans ``(first, end, weight)`` of one report and
+    class, from its windows' scores (``(width, scores by start)``, one entry per width and
+    member): the best windows in turn, each merged into a span it overlaps (its weight
+    added) while that span stays within :data:`LONGEST_SPAN` tokens, and a span of its own
+    otherwise. Windows that do not support the class (score ≤ 0) are no evidence."""
+    cands: list[tuple[float, int, int]] = []
+    for w, sc in windows:
+        if not len(sc):
+            continue
+        best = np.argsort(-sc, kind="stable")[:16]
+        cands += [(float(sc[a]), int(a), int(min(a + w, length))) for a in best if sc[a] > 0]
+    cands.sort(key=lambda c: (-c[0], c[1], c[2]))
+    spans: list[list] = []
+    for score_, a, b in cands:
+        if a >= b:
+            continue
+        for sp in spans:
+            if a < sp[1] and sp[0] < b:
+                if max(b, sp[1]) - min(a, sp[0]) <= LONGEST_SPAN:
+                    sp[0], sp[1], sp[2] = min(a, sp[0]), max(b, sp[1]), sp[2] + score_
+                break
+        else:
+            if len(spans) < EVIDENCE_SPANS:
+                spans.append([a, b, score_])
+    spans.sort(key=lambda sp: -sp[2])
+    return [(int(a), int(b), float(w)) for a, b, w in spans]
 
 
 def close_calls(probs: dict[str, np.ndarray], gap: float) -> np.ndarray:

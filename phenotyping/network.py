@@ -43,6 +43,9 @@ class Encoded:
     tokens: torch.Tensor | None = None  # [B, W, D]: the mean word vector of each window
     context: torch.Tensor | None = None  # [B, W, F·K]: the windows' convolution features
     inside: torch.Tensor | None = None  # [B, W] bool: the window lies inside the report
+    # asked for by evidence (:meth:`MTCNN.window_scores`): per width, the window each filter's
+    # max-pool took, [B, F]
+    argmax: list[torch.Tensor] | None = None
 
 
 class KnowledgeHead(nn.Module):
@@ -312,11 +315,14 @@ class MTCNN(nn.Module):
         )
         return self.eval()
 
-    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> Encoded:
-        """The document vector, and the windows' vectors when a label-knowledge head reads them."""
+    def encode(
+        self, tokens: torch.Tensor, lengths: torch.Tensor | None = None, windows: bool = False
+    ) -> Encoded:
+        """The document vector, and the windows' vectors when a label-knowledge head reads them;
+        ``windows``: also which window each filter's max-pool took (for evidence)."""
         emb = self.embedding(tokens)  # [B, T, D]
         x = emb.transpose(1, 2)  # [B, D, T]
-        pooled, maps = [], []
+        pooled, maps, argmax = [], [], []
         convolved = (
             self.int8(emb)
             if self.int8 is not None
@@ -325,13 +331,15 @@ class MTCNN(nn.Module):
         for k, h in zip(self.kernel_sizes, convolved, strict=True):  # h: [B, F, T-k+1]
             maps.append(h)
             if lengths is not None:
-                windows = torch.arange(h.shape[-1], device=h.device)
-                inside = windows[None, :] <= (lengths[:, None] - k).clamp(min=0)
+                starts = torch.arange(h.shape[-1], device=h.device)
+                inside = starts[None, :] <= (lengths[:, None] - k).clamp(min=0)
                 h = h.masked_fill(~inside[:, None, :], float("-inf"))
-            pooled.append(h.max(dim=-1).values)
+            best = h.max(dim=-1)
+            pooled.append(best.values)
+            argmax.append(best.indices)
         z = torch.cat(pooled, dim=1)
         if not self.attends:
-            return Encoded(z)
+            return Encoded(z, argmax=argmax if windows else None)
         # windows that every width has: those starting at 0 .. T - widest
         widest = max(self.kernel_sizes)
         w = x.shape[-1] - widest + 1
@@ -343,7 +351,44 @@ class MTCNN(nn.Module):
             inside = starts <= (lengths[:, None] - widest).clamp(min=0)
         # a window's own words: the mean of its token vectors (padding counts as zeros)
         words = F.avg_pool1d(x, widest, stride=1).transpose(1, 2)  # [B, W, D]
-        return Encoded(z, words, context, inside)
+        return Encoded(z, words, context, inside, argmax if windows else None)
+
+    def window_scores(
+        self, enc: Encoded, task: str, classes: torch.Tensor
+    ) -> list[tuple[int, torch.Tensor]]:
+        """How much each window of the report supports each of ``classes`` (``[B, K]`` class
+        indices): per window width ``k``, ``[B, K, W]`` scores of the windows starting at
+        token ``0 .. W-1`` (``-inf`` for an attention window outside the report).
+
+        A label-knowledge head's evidence is its attention: ``scale`` times the cosine of each
+        window (the widest width) with the class's query, whose best is what the logit adds.
+        A linear head (plain, or label-weights with its graph-made weights) sums, per window,
+        the contributions ``z_f · w_cf`` of the filters whose max-pool that window won: the
+        logit is the sum of those over the windows, plus the bias."""
+        head = self.heads[task]
+        if isinstance(head, LabelKnowledgeHead):
+            assert enc.tokens is not None and enc.context is not None and enc.inside is not None
+            keys = F.normalize(head.key(enc.tokens) + head.context(enc.context), dim=-1)
+            queries = F.normalize(head.query(head.label_vectors), dim=-1)[classes]  # [B, K, d]
+            cos = torch.einsum("bwd,bkd->bkw", keys.float(), queries.float())
+            cos = cos.masked_fill(~enc.inside[:, None, :], float("-inf"))
+            return [(max(self.kernel_sizes), head.scale.float() * cos)]
+        if enc.argmax is None:
+            raise ValueError("encode(..., windows=True) keeps the windows that evidence needs")
+        if isinstance(head, LabelWeightsHead):
+            weight = head.project(head.label_vectors) + head.trained[:, None] * head.plain.weight
+        else:
+            weight = cast(nn.Linear, head).weight
+        contrib = enc.z.float()[:, None, :] * weight.float()[classes]  # [B, K, F·K]
+        b, k_, f = classes.shape[0], classes.shape[1], self.feature_dim // len(self.kernel_sizes)
+        out = []
+        for i, (k, idx) in enumerate(zip(self.kernel_sizes, enc.argmax, strict=True)):
+            w = int(idx.max().item()) + 1  # windows past the last one a filter took score 0
+            scores = torch.zeros(b, k_, w, device=contrib.device)
+            where = idx[:, None, :].expand(b, k_, f)
+            scores.scatter_add_(2, where, contrib[:, :, i * f : (i + 1) * f])
+            out.append((k, scores))
+        return out
 
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The shared document vector ``[B, F·K]``."""

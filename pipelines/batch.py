@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from kg.errors import InputError
 from kg.reports import table_sha256
-from phenotyping.bundle import Bundle, ChunkEncoder
+from phenotyping.bundle import Bundle, ChunkEncoder, Encoding
 from pipelines.model import output_columns, output_types, predictions, record_rows
 from pipelines.records import Record, read_records
 
@@ -206,7 +206,7 @@ def encoded_ahead(
     chunks: Iterable[list[Record]],
     workers: int,
     skip: Callable[[int], bool] = lambda k: False,
-) -> Iterator[tuple[int, list[Record], tuple[list[list[int]], np.ndarray] | None]]:
+) -> Iterator[tuple[int, list[Record], Encoding | None]]:
     """Each chunk, in order, with its good records' token ids (None where ``skip(k)``).
 
     Up to ``workers + 1`` chunks are being tokenized in worker processes while the
@@ -234,7 +234,7 @@ def score_records(
     chunk: list[Record],
     batch_size: int,
     tasks: list[str],
-    encoded: tuple[list[list[int]], np.ndarray],
+    encoded: Encoding,
     pad_to: int | None = None,
 ) -> pd.DataFrame:
     """One output row per record: error rows for bad ones, the model's columns for the rest.
@@ -249,12 +249,11 @@ def score_records(
     limit = model.bundle.tokenizer.config.max_chars
     scored = None
     if good:
-        ids, cut = encoded
-        cut = cut.copy()
-        cut |= np.array([len(r.text) > limit for r in good])
+        cut = encoded.cut | np.array([len(r.text) > limit for r in good])
         scored = predictions(
-            model.bundle, ids, cut, [r.report_id for r in good], batch_size, pad_to
-        )
+            model.bundle, encoded._replace(cut=cut), [r.report_id for r in good], batch_size,
+            pad_to,
+        )  # fmt: skip
         scored.index = [r.number for r in good]
     for r in chunk:
         if r.error:

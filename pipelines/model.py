@@ -9,7 +9,9 @@ consistent across tasks, see :mod:`phenotyping.decode`), ``<task>_prob`` (its
 calibrated confidence), ``<task>_abstain`` (not auto-coded: to review),
 ``<task>_backoff`` (the label is the NOS parent of an uncertain fine code) and
 ``<task>_top3`` (JSON: ``[[label, prob], ...]``, the head's own calibrated
-probabilities); ``edit_checks`` (the failed checks, comma-separated, empty
+probabilities) and ``<task>_evidence`` (JSON: ``[[start, end, weight], ...]``, at
+most three character spans of the text that most support the emitted code,
+best first: :mod:`phenotyping.evidence`; offsets only); ``edit_checks`` (the failed checks, comma-separated, empty
 when none: a record with one is never auto-coded), ``out_of_scope`` (unlike
 the training reports: nothing auto-coded) and ``truncated`` (the report was
 longer than the model reads).
@@ -34,13 +36,14 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, Schema
 
 from kg.errors import InputError
-from phenotyping.bundle import Bundle, encode, load_bundle, score_ids
+from phenotyping import evidence
+from phenotyping.bundle import Bundle, Encoding, encode, load_bundle, score
 from phenotyping.decode import calibrate, decode
 from pipelines.records import Record, frame_records
 
 INPUT_COLUMNS = ("report_id", "text")
 TASK_COLUMNS = (("label", "string"), ("prob", "double"), ("abstain", "boolean"),
-                ("backoff", "boolean"), ("top3", "string"))  # fmt: skip
+                ("backoff", "boolean"), ("top3", "string"), ("evidence", "string"))  # fmt: skip
 RECORD_COLUMNS = (("edit_checks", "string"), ("out_of_scope", "boolean"), ("truncated", "boolean"))
 TRUNCATED = "truncated: longer than the model reads"
 
@@ -66,12 +69,19 @@ def signature(tasks: list[str]) -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=Schema(outs))  # type: ignore[arg-type]
 
 
-def predictions(bundle: Bundle, ids: list[list[int]], cut: np.ndarray, report_ids: list[str],
-                batch_size: int = 32, pad_to: int | None = None) -> pd.DataFrame:  # fmt: skip
+def predictions(
+    bundle: Bundle,
+    encoded: Encoding,
+    report_ids: list[str],
+    batch_size: int = 32,
+    pad_to: int | None = None,
+) -> pd.DataFrame:
     """The output table for already-encoded reports."""
-    probs, sim = score_ids(bundle, ids, batch_size, pad_to)
-    d = decode(probs, bundle.decoder, sim)
-    cut = cut.astype(bool)
+    scores = score(bundle, encoded.ids, batch_size, pad_to, evidence=True)
+    probs = scores.probs
+    d = decode(probs, bundle.decoder, scores.similarity)
+    cut = encoded.cut.astype(bool)
+    assert scores.evidence is not None
     out: dict[str, Any] = {
         "report_id": report_ids,
         "status": np.where(cut, "truncated", "ok"),
@@ -89,6 +99,10 @@ def predictions(bundle: Bundle, ids: list[list[int]], cut: np.ndarray, report_id
         out[f"{t}_top3"] = [
             json.dumps([[str(names[j]), round(float(p[i, j]), 4)] for j in row])
             for i, row in enumerate(top)
+        ]
+        out[f"{t}_evidence"] = [
+            evidence.as_json(evidence.char_spans(e, encoded.spans[i]))
+            for i, e in enumerate(scores.evidence[t])
         ]
     out["edit_checks"] = [",".join(c) for c in d.edit_checks]
     out["out_of_scope"] = d.out_of_scope
@@ -142,7 +156,7 @@ class KinpathModel(PythonModel):
         good = [r for r in records if not r.error]
         scored = None
         if good:
-            ids, cut = encode(self.bundle, [r.text for r in good])
-            scored = predictions(self.bundle, ids, cut, [r.report_id for r in good])
+            encoded = encode(self.bundle, [r.text for r in good])
+            scored = predictions(self.bundle, encoded, [r.report_id for r in good])
             scored.index = [r.number for r in good]
         return record_rows(records, scored, self.bundle.tasks)

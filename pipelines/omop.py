@@ -29,7 +29,9 @@ review" is queryable):
 ``term_modifiers``          ``task=site;prob=0.9731;abstain=false;backoff=false;
                             edit_checks=;out_of_scope=false`` (``;``-separated
                             ``key=value``, the task first)
-``snippet``, ``offset``     empty: no report text leaves ``NOTE``
+``offset``                  where in the note the code's best evidence starts
+                            (character offset; empty when it has none)
+``snippet``                 empty: no report text leaves ``NOTE``
 ==========================  ===================================================
 
 A note with NULL or empty text, or bytes that are not UTF-8, gets no
@@ -233,7 +235,11 @@ def _nlp_rows(
                 f"out_of_scope={str(bool(r.get('out_of_scope'))).lower()}"
             )
             cid = concepts.get(code, 0)
-            rows.append((int(r["report_id"]), code, cid, cid, system, now.date(), now, "Y", mods))
+            spans = json.loads(r.get(f"{t}_evidence") or "[]")
+            offset = str(spans[0][0]) if spans else None
+            rows.append(
+                (int(r["report_id"]), code, cid, cid, system, now.date(), now, "Y", mods, offset)
+            )
     return rows
 
 
@@ -341,7 +347,8 @@ def score_notes(
             insert_nlp = sql.SQL(
                 "INSERT INTO {} (note_nlp_id, note_id, lexical_variant, note_nlp_concept_id, "
                 "note_nlp_source_concept_id, nlp_system, nlp_date, nlp_datetime, term_exists, "
-                "term_modifiers) VALUES (nextval({}), %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                'term_modifiers, "offset") VALUES (nextval({}), %s, %s, %s, %s, %s, %s, %s, %s, '
+                "%s, %s)"
             ).format(nlp, sql.Literal(_name(schema, SEQUENCE).as_string(conn)))
             insert_progress = sql.SQL(
                 "INSERT INTO {} (selection, model_version, chunk, last_note_id, notes, "

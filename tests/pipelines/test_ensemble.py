@@ -80,7 +80,7 @@ def test_ensemble_scores_the_mean_of_its_members(seeds: Seeds, tmp_path: Path) -
         load_bundle(_bundle(seeds.uri, r, tmp_path / r), precision="fp32") for r in seeds.members
     ]
     assert len(ens.nets) == 2 and ens.manifests["ensemble"]["members"][1]["seed"] == 2
-    ids, _ = encode(ens, seeds.texts["text"].tolist())
+    ids = encode(ens, seeds.texts["text"].tolist()).ids
     probs, sim = score_ids(ens, ids)
     parts = [score_ids(m, ids) for m in members]
     for t in ens.tasks:
@@ -116,7 +116,7 @@ def test_ensemble_run_holds_the_fits_figures_and_registers(seeds: Seeds, tmp_pat
     assert list(out["report_id"]) == list(seeds.texts["report_id"])
     bundle = model.unwrap_python_model().bundle  # type: ignore[attr-defined]
     assert len(bundle.nets) == 2
-    ids, _ = encode(bundle, seeds.texts["text"].tolist())
+    ids = encode(bundle, seeds.texts["text"].tolist()).ids
     probs, sim = score_ids(bundle, ids)
     d = decode(probs, bundle.decoder, sim)
     for t in bundle.tasks:
