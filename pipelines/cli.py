@@ -2,7 +2,8 @@
 
 ``kinpath kg build|stats|link|embed``, ``kinpath embed train|compare|evaluate``,
 ``kinpath phenotype compare``, ``kinpath registry register|promote|list|ensemble``,
-``kinpath predict``, ``kinpath run`` and ``kinpath demo``. Every subcommand reads ``-c
+``kinpath predict``, ``kinpath review serve|export|add-user``, ``kinpath run`` and
+``kinpath demo``. Every subcommand reads ``-c
 config.yaml`` (jsonargparse): the YAML's keys are the subcommand's options.
 Options may be spelled with dashes or underscores (``--on-error`` or
 ``--on_error``). Bad input exits with status 2 and a message naming the file
@@ -36,6 +37,7 @@ SUBCOMMANDS = {
     "registry": ("pipelines.jobs", "REGISTRY_COMMANDS", "MLflow model registry: register, promote, list, ensemble (seeds as one model)"),
     "predict": ("pipelines.jobs", "predict", "score reports with a registered model (files or an OMOP warehouse; resumable)"),
     "omop": ("pipelines.jobs", "OMOP_COMMANDS", "OMOP warehouse: init-schema (CDM v5.4 NOTE, NOTE_NLP)"),
+    "review": ("pipelines.review.cli", "COMMANDS", "the registrars' review queue: serve (web app), export (training table), add-user"),
     "run": ("pipelines.run", "run", "the whole pipeline from a config, stages cached"),
     "demo": ("pipelines.run", "demo", "the pipeline on synthetic reports and a synthetic graph"),
 }  # fmt: skip
@@ -54,7 +56,7 @@ USAGE = (
 
 
 # switches that read naturally bare: `--resume` means `--resume true`
-BARE_FLAGS = frozenset({"--resume", "--overwrite", "--json"})
+BARE_FLAGS = frozenset({"--resume", "--overwrite", "--json", "--trust_proxy", "--password_stdin"})
 
 
 def normalize_argv(argv: Sequence[str]) -> list[str]:
