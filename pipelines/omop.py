@@ -27,8 +27,10 @@ review" is queryable):
 ``nlp_date``/``nlp_datetime``  when it was scored
 ``term_exists``             ``Y``
 ``term_modifiers``          ``task=site;prob=0.9731;abstain=false;backoff=false;
-                            edit_checks=;out_of_scope=false`` (``;``-separated
-                            ``key=value``, the task first)
+                            edit_checks=;out_of_scope=false;top3=[...];evidence=[...]``
+                            (``;``-separated ``key=value``, the task first; ``top3``
+                            and ``evidence`` as the batch job's JSON columns: what
+                            ``kinpath review serve --warehouse`` shows)
 ``offset``                  where in the note the code's best evidence starts
                             (character offset; empty when it has none)
 ``snippet``                 empty: no report text leaves ``NOTE``
@@ -232,7 +234,8 @@ def _nlp_rows(
             mods = (
                 f"task={t};prob={float(r[f'{t}_prob']):.4f};abstain={str(bool(r[f'{t}_abstain'])).lower()};"
                 f"backoff={str(bool(r[f'{t}_backoff'])).lower()};edit_checks={r.get('edit_checks') or ''};"
-                f"out_of_scope={str(bool(r.get('out_of_scope'))).lower()}"
+                f"out_of_scope={str(bool(r.get('out_of_scope'))).lower()};"
+                f"top3={r.get(f'{t}_top3') or '[]'};evidence={r.get(f'{t}_evidence') or '[]'}"
             )
             cid = concepts.get(code, 0)
             spans = json.loads(r.get(f"{t}_evidence") or "[]")

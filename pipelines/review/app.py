@@ -21,6 +21,7 @@ import json
 import logging
 import secrets
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ class Batch:
     """A night's scored table and the reports it was read from."""
 
     rows: dict[str, dict[str, Any]]  # report id → its scored row
-    texts: dict[str, str]  # report id → the text the job read
+    texts: Mapping[str, str]  # report id → the text the job read
     tasks: list[str]
     model: str
     input_sha256: str
@@ -89,6 +90,17 @@ class Batch:
         }
         rows = {str(r["report_id"]): r for r in df.to_dict("records") if r.get("status") != "error"}
         return cls(rows, texts, tasks, str(job.get("model", "unknown")), checksum)
+
+    @classmethod
+    def from_warehouse(cls, uri: str, schema: str = "public", system: str | None = None) -> Batch:
+        """The ``NOTE_NLP`` rows of one model version (the newest when none is named); the
+        notes' text is read from ``NOTE`` when a page needs it."""
+        from pipelines.review.warehouse import NoteTexts, load, selection_checksum
+
+        rows, tasks, system = load(uri, schema, system)
+        texts = NoteTexts(uri, schema, set(rows))
+        model = system.removeprefix("kinpath ")
+        return cls(rows, texts, tasks, model, selection_checksum(system, list(rows)))
 
 
 def _true(v: object) -> bool:

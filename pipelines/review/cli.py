@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from kg.errors import InputError
+from kg.secrets import redact
 
 log = logging.getLogger("kinpath.review")
 
@@ -17,7 +18,10 @@ log = logging.getLogger("kinpath.review")
 def serve(
     scored: Path | None = None,
     reports: Path | None = None,
-    store: str = "sqlite:///review.db",
+    warehouse: str | None = None,
+    schema: str = "public",
+    nlp_system: str | None = None,
+    store: str | None = None,
     graph: Path | None = None,
     users: Path | None = None,
     token_file: Path | None = None,
@@ -33,8 +37,15 @@ def serve(
     Args:
         scored: The kinpath predict output (.parquet or .csv) to review (required).
         reports: The reports it was scored from: the same file (its checksum is checked
-            against the job's), read for the text and the evidence's offsets (required).
-        store: Where decisions are appended: sqlite:///FILE or postgresql://user@host/db.
+            against the job's), read for the text and the evidence's offsets.
+        warehouse: Instead of --scored/--reports: an OMOP warehouse,
+            postgresql://user@host/db, whose NOTE_NLP rows (from kinpath predict) are
+            reviewed with NOTE's text; decisions go to a kinpath table beside them.
+        schema: The warehouse's schema (NOTE, NOTE_NLP, and the decisions table).
+        nlp_system: The warehouse's model version to review, "kinpath NAME/VERSION"
+            (default: the newest).
+        store: Where decisions are appended: sqlite:///FILE or postgresql://user@host/db
+            (default: sqlite:///review.db; with --warehouse, the warehouse).
         graph: The knowledge graph folder (kinpath kg build): ICD-O-3 names and synonyms
             for the codes and the search box.
         users: File of name:scrypt-hash lines (kinpath review add-user writes it).
@@ -49,8 +60,10 @@ def serve(
         id_column: The reports' id column.
         text_column: The reports' text column.
     """
-    if scored is None or reports is None:
-        raise InputError("--scored and --reports are required")
+    if warehouse is None and (scored is None or reports is None):
+        raise InputError("--scored and --reports are required (or --warehouse)")
+    if warehouse is not None and (scored is not None or reports is not None):
+        raise InputError("review either --warehouse or --scored/--reports, not both")
     import uvicorn
 
     from pipelines.review.app import Batch, create_app
@@ -58,18 +71,24 @@ def serve(
     from pipelines.review.codes import CodeBook
     from pipelines.review.store import DecisionStore
 
-    batch = Batch.load(scored, reports, id_column, text_column)
+    if warehouse is not None:
+        batch = Batch.from_warehouse(warehouse, schema, nlp_system)
+        store = store or warehouse
+    else:
+        assert scored is not None and reports is not None
+        batch = Batch.load(scored, reports, id_column, text_column)
+        store = store or "sqlite:///review.db"
     known = {t: {str(r.get(f"{t}_label") or "") for r in batch.rows.values()} for t in batch.tasks}
     app = create_app(
         batch,
-        DecisionStore(store),
+        DecisionStore(store, schema),
         Auth.configure(users, token_file, trust_proxy, secret_file),
         CodeBook.from_graph(graph, known),
     )
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: reachable from other machines; serve it behind TLS", host)
     print(f"kinpath review: http://{host}:{port}/queue ({len(batch.rows)} reports, store "
-          f"{store.split('@')[-1]})", flush=True)  # fmt: skip
+          f"{redact(store)})", flush=True)  # fmt: skip
     # uvicorn's own access log prints query strings: kinpath logs each request itself
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
 
@@ -77,6 +96,8 @@ def serve(
 def export(
     store: str = "sqlite:///review.db",
     reports: Path | None = None,
+    warehouse: str | None = None,
+    schema: str = "public",
     out: Path | None = None,
     id_column: str = "report_id",
     text_column: str = "text",
@@ -87,6 +108,9 @@ def export(
     Args:
         store: The review store: sqlite:///FILE or postgresql://user@host/db.
         reports: The reports file the decisions were made on; the text is read from it now.
+        warehouse: Instead of --reports: the OMOP warehouse whose NOTE holds the text
+            (patients are NOTE.person_id).
+        schema: The warehouse's schema.
         out: The .csv table to write (train with --data.data beside the other tables).
         id_column: The reports' id column.
         text_column: The reports' text column.
@@ -94,9 +118,10 @@ def export(
     """
     from pipelines.review.export import export as run_export
 
-    if reports is None or out is None:
-        raise InputError("--reports and --out are required")
-    summary = run_export(store, reports, out, id_column, text_column, patient_column)
+    if (reports is None) == (warehouse is None) or out is None:
+        raise InputError("--out and one of --reports or --warehouse are required")
+    summary = run_export(store, reports, out, id_column, text_column, patient_column,
+                         warehouse=warehouse, schema=schema)  # fmt: skip
     print(json.dumps(summary, indent=2))
 
 

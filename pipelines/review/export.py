@@ -20,6 +20,7 @@ import pandas as pd
 
 from kg.errors import InputError
 from kg.reports import table_sha256
+from kg.secrets import redact
 from pipelines.records import read_records
 from pipelines.review.store import DecisionStore
 
@@ -34,32 +35,39 @@ def split_of(patient: str, val_share: float = 0.15) -> str:
 
 def export(
     store: str,
-    reports: Path,
+    reports: Path | None,
     out: Path,
     id_column: str = "report_id",
     text_column: str = "text",
     patient_column: str = "patient_id",
     val_share: float = 0.15,
+    warehouse: str | None = None,
+    schema: str = "public",
 ) -> dict[str, object]:
-    """Write the table; returns counts (reports, fields per task, ids not found)."""
+    """Write the table; returns counts (reports, fields per task, ids not found). The text
+    comes from ``reports``, or from ``warehouse``'s ``NOTE`` (patients: ``person_id``)."""
     out = Path(out)
     if out.suffix.lower() != ".csv":
         raise InputError("the export is a .csv table", path=out)
-    latest = DecisionStore(store).latest()
+    latest = DecisionStore(store, schema).latest()
     if not latest:
-        raise InputError(f"no decisions in the store {store.split('@')[-1]}")
-    checksum = table_sha256(reports)
-    other = {d.input_sha256 for d in latest.values()} - {checksum}
-    if other:
-        log.warning("%d decision(s) were made on another version of the reports file "
-                    "(checksum differs); their text is read from this one", len(other))  # fmt: skip
+        raise InputError(f"no decisions in the store {redact(store)}")
     wanted = {rid for rid, _ in latest}
     texts: dict[str, str] = {}
-    for r in read_records(reports, id_column, text_column):
-        if not r.error and r.report_id in wanted:
-            texts[r.report_id] = r.text
     patients: dict[str, str] = {}
-    if patient_column and Path(reports).suffix.lower() == ".csv":
+    if warehouse is not None:
+        texts, patients = _notes(warehouse, schema, wanted)
+    else:
+        assert reports is not None
+        checksum = table_sha256(reports)
+        other = sum(d.input_sha256 != checksum for d in latest.values())
+        if other:
+            log.warning("%d decision(s) were made on another version of the reports file "
+                        "(checksum differs); their text is read from this one", other)  # fmt: skip
+        for r in read_records(reports, id_column, text_column):
+            if not r.error and r.report_id in wanted:
+                texts[r.report_id] = r.text
+    if warehouse is None and patient_column and Path(str(reports)).suffix.lower() == ".csv":
         cols = pd.read_csv(reports, dtype=str, keep_default_na=False, nrows=0).columns
         if patient_column in cols:
             t = pd.read_csv(
@@ -69,7 +77,7 @@ def export(
     missing = sorted(wanted - set(texts))
     if missing:
         log.warning("%d reviewed report id(s) are not in %s (first: %s): left out",
-                    len(missing), reports, missing[0])  # fmt: skip
+                    len(missing), reports or "NOTE", missing[0])  # fmt: skip
     rows = []
     for rid in sorted(texts):
         patient = patients.get(rid) or rid
@@ -87,3 +95,24 @@ def export(
     fields = {t: int((table[t] != "").sum()) for t in TASKS}
     return {"out": str(out), "reports": len(table), "fields": fields, "not_found": len(missing),
             "splits": table["split"].value_counts().to_dict()}  # fmt: skip
+
+
+def _notes(uri: str, schema: str, ids: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The text (read as the scoring job reads it) and person of these notes."""
+    from psycopg import sql
+
+    from pipelines.omop import _name, _record, connect
+
+    numeric = sorted(int(i) for i in ids if i.isdigit())
+    texts, patients = {}, {}
+    with connect(uri) as conn:
+        rows = conn.execute(
+            sql.SQL("SELECT note_id, person_id, textsend(note_text) FROM {} "
+                    "WHERE note_id = ANY(%s)").format(_name(schema, "note")),
+            [numeric],
+        ).fetchall()  # fmt: skip
+    for note_id, person, raw in rows:
+        rec = _record(1, note_id, raw)
+        if not rec.error:
+            texts[str(note_id)], patients[str(note_id)] = rec.text, str(person)
+    return texts, patients

@@ -6,7 +6,8 @@ the input's checksum). A second decision on the same field is a new row; the
 latest wins (:meth:`DecisionStore.latest`). The store is a SQLite file
 (``sqlite:///review.db``) or a PostgreSQL database (``postgresql://user@host/db``,
 the password from ``PGPASSWORD`` or ``~/.pgpass``), table
-``kinpath_review_decision``. Every :meth:`DecisionStore.append` commits before it
+``kinpath_review_decision`` (in a warehouse, in the schema of its ``NOTE`` table; the
+schema name is checked and quoted, the table name is kinpath's own). Every :meth:`DecisionStore.append` commits before it
 returns, so a server killed at any moment keeps every decision it answered.
 """
 
@@ -49,14 +50,20 @@ def now() -> str:
 class DecisionStore:
     """Append-only decisions in SQLite or PostgreSQL (see the module docstring)."""
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, schema: str = "public"):
+        """``schema``: PostgreSQL only, the schema of the decisions table (a warehouse's)."""
         self.uri = uri
+        self.table = TABLE
         if uri.startswith("sqlite:///"):
             self.path: Path | None = Path(uri.removeprefix("sqlite:///"))
             if not self.path.parent.exists():
                 raise InputError("its folder does not exist", path=self.path)
         elif uri.startswith(("postgresql://", "postgres://")):
+            from pipelines.notes import check_schema
+
             self.path = None
+            quoted = check_schema(schema).replace('"', '""')
+            self.table = f'"{quoted}".{TABLE}'
         else:
             raise InputError(
                 f"a review store is sqlite:///FILE or postgresql://user@host/db, not {uri.split(':')[0]!r}"
@@ -84,9 +91,9 @@ class DecisionStore:
         )
         cols = ", ".join(f"{c} TEXT NOT NULL" for c in COLUMNS)
         with self._connect() as conn:
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id {serial}, {cols})")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (id {serial}, {cols})")
             conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {TABLE}_field ON {TABLE} (record_id, task, id)"
+                f"CREATE INDEX IF NOT EXISTS {TABLE}_field ON {self.table} (record_id, task, id)"
             )
             conn.commit()
 
@@ -95,7 +102,7 @@ class DecisionStore:
         if d.action not in ACTIONS:
             raise InputError(f"a decision is one of {ACTIONS}, not {d.action!r}")
         mark = "?" if self.path is not None else "%s"
-        sql = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))})"
+        sql = f"INSERT INTO {self.table} ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))})"
         with self._connect() as conn:
             conn.execute(sql, astuple(d))
             conn.commit()
@@ -103,7 +110,9 @@ class DecisionStore:
     def all(self) -> list[Decision]:
         """Every decision, oldest first."""
         with self._connect() as conn:
-            rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY id").fetchall()
+            rows = conn.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM {self.table} ORDER BY id"
+            ).fetchall()
         return [Decision(*r) for r in rows]
 
     def latest(self) -> dict[tuple[str, str], Decision]:

@@ -306,3 +306,61 @@ def test_export_trains_beside_the_other_tables(
                 quiet=True)  # fmt: skip
     dm = c.datamodule
     assert "reviewed" in set(dm.source_of) and c.trainer.current_epoch == 1
+
+
+def test_a_warehouse_is_reviewed_from_note_nlp_and_exported_from_note(
+    registered: Registered, postgres: str, tmp_path: Path
+) -> None:
+    """NOTE_NLP rows of the model's version make the queue, NOTE gives the text, decisions go to
+    a kinpath table in the warehouse, and the export reads the notes' text and persons."""
+    import psycopg
+
+    from pipelines.omop import init_schema, score_notes
+    from pipelines.review.export import export
+
+    with psycopg.connect(postgres, autocommit=True) as c:
+        c.execute("DROP DATABASE IF EXISTS review_wh")
+        c.execute("CREATE DATABASE review_wh")
+    uri = postgres.replace("/postgres?", "/review_wh?")
+    init_schema(uri)
+    texts = ("Patient: " + NAME + ".\n" + synthetic_reports(12, seed=9)["text"]).tolist()
+    with psycopg.connect(uri) as c:
+        for i, text in enumerate(texts, start=1):
+            c.execute("INSERT INTO note (note_id, person_id, note_date, note_type_concept_id, "
+                      "note_class_concept_id, note_text, encoding_concept_id, language_concept_id) "
+                      "VALUES (%s, %s, '2026-12-01', 1, 1, %s, 0, 0)", (i, 500 + i, text))  # fmt: skip
+    score_notes(load_model(registered.champion, registered.tracking_uri), uri)
+    (tmp_path / "token").write_text("a-shared-token-for-the-team\n")
+    port = _port()
+    cmd = [sys.executable, "-m", "pipelines.cli", "review", "serve", "--warehouse", uri,
+           "--token-file", str(tmp_path / "token"), "--port", str(port)]  # fmt: skip
+    with open(tmp_path / "wh.log", "wb") as out:
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                             env=os.environ | {"PYTHONPATH": str(ROOT)})  # fmt: skip
+    s = Server(f"http://127.0.0.1:{port}", p, tmp_path / "wh.log")
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(s.url + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        c = httpx.Client(base_url=s.url)
+        r = c.post("/login", data={"name": "sam", "password": "a-shared-token-for-the-team"})
+        assert r.status_code == 303
+        rid = _first_in_queue(c)
+        page = c.get(f"/report/{rid}").text
+        assert NAME in page and '<mark class="ev' in page  # NOTE's text, NOTE_NLP's evidence
+        r = c.post(f"/report/{rid}/decide", data={"task": "site", "action": "correct",
+                                                  "code": "C50", "csrf": _csrf(page)})  # fmt: skip
+        assert r.status_code == 303
+    finally:
+        _stop(s)
+    (d,) = DecisionStore(uri).all()
+    assert (d.record_id, d.task, d.registrar_code, d.reviewer) == (rid, "site", "C50", "sam")
+    assert d.model.startswith("kinpath-test/")
+    summary = export(uri, None, tmp_path / "reviewed.csv", warehouse=uri)
+    table = pd.read_csv(tmp_path / "reviewed.csv", dtype=str, keep_default_na=False)
+    assert summary["reports"] == 1 and table.loc[0, "text"] == texts[int(rid) - 1]
+    assert table.loc[0, "patient_id"] == str(500 + int(rid)) and table.loc[0, "site"] == "C50"
+    assert NAME not in s.log.read_text()
