@@ -11,6 +11,9 @@
     decoder.json      temperatures, thresholds, back-off codes and thresholds, valid
                       site × histology pairs, out-of-scope threshold (phenotyping.decode)
     centroids.npy     the training sites' document-vector centroids (phenotyping.scope)
+    drift.json        the validation split's aggregates that a drift check compares a batch
+                      with (phenotyping.drift: moments, shares, code distributions; no
+                      report, no report's vector)
     manifests.json    provenance: the embeddings' manifest (method, corpus checksum,
                       graph checksum), the training data's counts and, for label-knowledge
                       and label-weights heads, the checksum of the graph the label vectors
@@ -54,6 +57,7 @@ import torch
 from embeddings.tokenize import ReportTokenizer
 from kg.errors import InputError
 from phenotyping.decode import Decoder, decode
+from phenotyping.drift import Reference
 from phenotyping.evidence import emitted_classes
 from phenotyping.network import MTCNN, KnowledgeHead
 from phenotyping.scope import similarity
@@ -88,6 +92,8 @@ def save_bundle(folder: Path, module: MTCNNModule, dm: ReportDataModule) -> Path
     (folder / "decoder.json").write_text(json.dumps(decoder.as_dict(), indent=1) + "\n")
     if module.centroids is not None:
         np.save(folder / "centroids.npy", module.centroids.astype(np.float32))
+    if module.drift_reference is not None:
+        module.drift_reference.save(folder / "drift.json")
     manifests = {"embeddings": dm.embedding_manifest, "data": dm.summary()}
     if module.net.knowledge_tasks:
         heads = {t: cast(KnowledgeHead, module.net.heads[t]) for t in module.net.knowledge_tasks}
@@ -172,6 +178,7 @@ class Bundle:
     device: torch.device
     folder: Path
     precision: str = "fp32"  # what scores: fp32, int8 (convolutions) or bf16 (checked)
+    drift: Reference | None = None  # the validation split's, for drift checks
 
 
 PRECISIONS = ("auto", "fp32", "int8", "bf16")
@@ -251,6 +258,7 @@ def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> B
         device=dev,
         folder=folder,
         precision=precision,
+        drift=Reference.load(folder / "drift.json") if (folder / "drift.json").exists() else None,
     )
 
 
@@ -391,6 +399,7 @@ class Scores:
     probs: dict[str, np.ndarray]  # per task [N, C], the mean over the members
     similarity: np.ndarray | None  # to the training sites (None without centroids)
     evidence: TokenEvidence | None = None  # when asked for
+    vectors: np.ndarray | None = None  # [N, F] document vectors, the members' mean (when asked)
 
 
 def score_ids(
@@ -411,16 +420,19 @@ def score(
     batch_size: int = 32,
     pad_to: int | None = None,
     evidence: bool = False,
+    vectors: bool = False,
 ) -> Scores:
     """:func:`score_ids`, and with ``evidence`` the windows of each report that most support
     the code each task emits (the bundle's decoder decodes each batch;
     :func:`phenotyping.evidence.emitted_classes`), from
     :meth:`~phenotyping.network.MTCNN.window_scores` summed over an ensemble's members and
-    divided by their number, as at most :data:`EVIDENCE_SPANS` token spans."""
+    divided by their number, as at most :data:`EVIDENCE_SPANS` token spans. ``vectors``: also
+    the document vectors (the members' mean), for drift checks."""
     order = np.argsort([len(x) for x in ids], kind="stable")
     out = {t: np.zeros((len(ids), len(bundle.label_maps[t])), np.float32) for t in bundle.tasks}
     sim = np.zeros(len(ids)) if bundle.centroids is not None else None
     found: TokenEvidence | None = {t: [[] for _ in ids] for t in bundle.tasks} if evidence else None
+    docs = np.zeros((len(ids), bundle.nets[0].feature_dim), np.float32) if vectors else None
     bf16 = bundle.precision == "bf16"
     for s in range(0, len(ids), batch_size):
         idx = order[s : s + batch_size]
@@ -430,12 +442,12 @@ def score(
             tokens[r, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
         lengths = torch.tensor([len(ids[i]) for i in idx]).to(bundle.device)
         tokens = tokens.to(bundle.device)
-        probs, near, ev = _score_batch(bundle, tokens, lengths, bf16, evidence)
+        probs, near, ev, z = _score_batch(bundle, tokens, lengths, bf16, evidence)
         if bf16:
             close = close_calls(probs, BF16_RECHECK)
             if close.any():
                 rows = torch.from_numpy(np.flatnonzero(close)).to(bundle.device)
-                exact, exact_near, exact_ev = _score_batch(
+                exact, exact_near, exact_ev, exact_z = _score_batch(
                     bundle, tokens[rows], lengths[rows], False, evidence
                 )
                 for t in bundle.tasks:
@@ -445,6 +457,7 @@ def score(
                             ev[t][r] = exact_ev[t][j]
                 if near is not None and exact_near is not None:
                     near[close] = exact_near
+                z[close] = exact_z
         for t in bundle.tasks:
             out[t][idx] = probs[t]
             if found is not None and ev is not None:
@@ -452,17 +465,20 @@ def score(
                     found[t][i] = ev[t][r]
         if sim is not None and near is not None:
             sim[idx] = near
-    return Scores(out, sim, found)
+        if docs is not None:
+            docs[idx] = z
+    return Scores(out, sim, found, docs)
 
 
 def _score_batch(
     bundle: Bundle, tokens: torch.Tensor, lengths: torch.Tensor, bf16: bool, evidence: bool
-) -> tuple[dict[str, np.ndarray], np.ndarray | None, TokenEvidence | None]:
-    """One padded batch's probabilities and similarity, averaged over the members, and the
-    evidence of its emitted codes when asked for."""
+) -> tuple[dict[str, np.ndarray], np.ndarray | None, TokenEvidence | None, np.ndarray]:
+    """One padded batch's probabilities, similarity and document vectors, averaged over the
+    members, and the evidence of its emitted codes when asked for."""
     k = len(bundle.nets)
     probs: dict[str, np.ndarray] = {}
     sim = None
+    z: np.ndarray = np.zeros((len(tokens), bundle.nets[0].feature_dim), np.float32)
     encoded = []
     with torch.autocast(bundle.device.type, dtype=torch.bfloat16, enabled=bf16):
         for m, net in enumerate(bundle.nets):
@@ -471,13 +487,15 @@ def _score_batch(
             for t in bundle.tasks:
                 p = torch.softmax(logits[t].float(), -1).cpu().numpy() / k
                 probs[t] = p if m == 0 else probs[t] + p
+            z_m = enc.z.float().cpu().numpy()
+            z = z + z_m / k
             if bundle.centroids is not None:
-                s_m = similarity(enc.z.float().cpu().numpy(), bundle.centroids[m]) / k
+                s_m = similarity(z_m, bundle.centroids[m]) / k
                 sim = s_m if sim is None else sim + s_m
             if evidence:
                 encoded.append(enc)
     if not evidence:
-        return probs, sim, None
+        return probs, sim, None, z
     ev: TokenEvidence = {}
     n_tokens = lengths.cpu().numpy()
     d = decode(probs, bundle.decoder, sim)
@@ -492,7 +510,7 @@ def _score_batch(
             spans_of([(w, sc[r, 0]) for w, sc in windows], int(n_tokens[r])) if c >= 0 else []
             for r, c in enumerate(emitted)
         ]
-    return probs, sim, ev
+    return probs, sim, ev, z
 
 
 def spans_of(windows: list[tuple[int, np.ndarray]], length: int) -> list[tuple[int, int, float]]:

@@ -36,6 +36,7 @@ import torch.nn.functional as F  # noqa: N812
 from pytorch_lightning.loggers import MLFlowLogger
 
 from phenotyping.decode import Decoder, decode, fit_decoder
+from phenotyping.drift import Reference, fit_reference
 from phenotyping.evaluate import (
     before_thresholds,
     coverage_curves,
@@ -47,6 +48,7 @@ from phenotyping.hierarchy import Hierarchy
 from phenotyping.network import HEADS, KNOWLEDGE_HEADS, MTCNN
 from phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
 from phenotyping.scope import similarity, site_centroids
+from phenotyping.vocab import UNK
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +217,7 @@ class MTCNNModule(pl.LightningModule):
         self.decoder: Decoder | None = None
         self._teacher: dict[str, torch.Tensor] | None = None  # per task, [data rows, classes]
         self.centroids: np.ndarray | None = None
+        self.drift_reference: Reference | None = None  # the validation split's, for drift checks
         self._before: dict[str, float] = {}  # per-task thresholds as before decoding existed
         # per split, per batch: probabilities, labels, row index, similarity to training
         self._outputs: dict[str, list[tuple[dict, np.ndarray, np.ndarray, np.ndarray]]] = (
@@ -358,6 +361,14 @@ class MTCNNModule(pl.LightningModule):
             sim = similarity(val_z, self.centroids)
         self.decoder = self._fit_decoder(probs, val_y, sim)
         self._before = before_thresholds(probs, val_y, self.tasks, self.decoder)
+        # in the loader's order, as _features read them: each report's token ids
+        ids = [b["tokens"][r, : int(n)].tolist() for b in dm.eval_loader("val")
+               for r, n in enumerate(b["lengths"])]  # fmt: skip
+        d = decode(probs, self.decoder, sim)
+        self.drift_reference = fit_reference(
+            val_z, ids, UNK, d.out_of_scope, d.probs, d.labels, self.decoder.thresholds,
+            seed=int(self.hparams.get("seed", 0) or 0),
+        )  # fmt: skip
 
     def _fit_decoder(
         self, probs: dict[str, np.ndarray], labels: np.ndarray, sim: np.ndarray | None = None

@@ -320,7 +320,12 @@ class MTCNN(nn.Module):
     ) -> Encoded:
         """The document vector, and the windows' vectors when a label-knowledge head reads them;
         ``windows``: also which window each filter's max-pool took (for evidence)."""
-        emb = self.embedding(tokens)  # [B, T, D]
+        return self.encode_vectors(self.embedding(tokens), lengths, windows)
+
+    def encode_vectors(
+        self, emb: torch.Tensor, lengths: torch.Tensor | None = None, windows: bool = False
+    ) -> Encoded:
+        """:meth:`encode` from the word vectors ``[B, T, D]`` (what gradient attributions vary)."""
         x = emb.transpose(1, 2)  # [B, D, T]
         pooled, maps, argmax = [], [], []
         convolved = (
@@ -346,7 +351,7 @@ class MTCNN(nn.Module):
         context = torch.cat([h[..., :w] for h in maps], dim=1).transpose(1, 2)  # [B, W, F·K]
         starts = torch.arange(w, device=x.device)[None, :]
         if lengths is None:
-            inside = starts.expand(len(tokens), w) >= 0
+            inside = starts.expand(len(emb), w) >= 0
         else:
             inside = starts <= (lengths[:, None] - widest).clamp(min=0)
         # a window's own words: the mean of its token vectors (padding counts as zeros)

@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from kg.errors import InputError
 from kg.reports import table_sha256
 from phenotyping.bundle import Bundle, ChunkEncoder, Encoding
+from phenotyping.drift import Accumulator, check
 from pipelines.model import output_columns, output_types, predictions, record_rows
 from pipelines.records import Record, read_records
 
@@ -236,6 +237,7 @@ def score_records(
     tasks: list[str],
     encoded: Encoding,
     pad_to: int | None = None,
+    drift: Accumulator | None = None,
 ) -> pd.DataFrame:
     """One output row per record: error rows for bad ones, the model's columns for the rest.
     ``encoded``: the good records' token ids and cut flags (:func:`encoded_ahead`)."""
@@ -252,7 +254,7 @@ def score_records(
         cut = encoded.cut | np.array([len(r.text) > limit for r in good])
         scored = predictions(
             model.bundle, encoded._replace(cut=cut), [r.report_id for r in good], batch_size,
-            pad_to,
+            pad_to, drift,
         )  # fmt: skip
         scored.index = [r.number for r in good]
     for r in chunk:
@@ -334,6 +336,7 @@ def predict(
                              f"({finished.name}); pass --overwrite to score again", path=output)  # fmt: skip
         _same_job(finished, job)
     schema = _schema(tasks)
+    drift = Accumulator() if model.bundle.drift is not None else None
     t0 = time.perf_counter()
     scored = skipped = 0
     if not done:
@@ -352,7 +355,7 @@ def predict(
                 if encoded is None:
                     skipped += 1
                 else:
-                    df = score_records(model, chunk, batch_size, tasks, encoded, pad_to)
+                    df = score_records(model, chunk, batch_size, tasks, encoded, pad_to, drift)
                     part = parts / f"part-{k:06d}.parquet"
                     _write_atomic(
                         pa.Table.from_pandas(df, schema=schema, preserve_index=False), part
@@ -415,5 +418,47 @@ def predict(
         "records_scored_now": scored,
         "seconds": round(seconds, 2),
         "reports_per_second": round(scored / seconds, 1) if seconds > 0 else None,
+        "drift": drift_summary(model.bundle, drift),
     }
     return summary
+
+
+def drift_summary(bundle: Bundle, drift: Accumulator | None) -> dict[str, object]:
+    """The drift check of the reports scored now (phenotyping.drift), as the summary says it."""
+    if bundle.drift is None or drift is None:
+        return {"verdict": "unknown", "why": "the model carries no drift reference (fitted "
+                "before kinpath had drift checks: fit and register it again)"}  # fmt: skip
+    if not drift.reports:
+        return {"verdict": "unknown", "why": "no report was scored in this run"}
+    v = check(bundle.drift, drift)
+    if v.verdict != "ok":
+        log.warning("drift check: %s (%s above what the validation reports give 99%% of the "
+                    "time at %d reports)", v.verdict, ", ".join(v.alarms), v.reports)  # fmt: skip
+    return v.as_dict()
+
+
+def check_drift(
+    model: LoadedModel,
+    input: Path,
+    id_column: str = "report_id",
+    text_column: str = "text",
+    chunk_size: int = 500,
+    workers: int = DEFAULT_WORKERS,
+) -> dict[str, object]:
+    """The drift check of a whole input (``kinpath drift``): scored, nothing written."""
+    if model.bundle.drift is None:
+        raise InputError(f"{model.uri} carries no drift reference: it was fitted before kinpath "
+                         "had drift checks; fit and register it again")  # fmt: skip
+    drift = Accumulator()
+    tasks = model.bundle.tasks
+    bad = 0
+    bar = tqdm(desc="checking reports", unit=" reports", disable=None)
+    records = read_records(input, id_column, text_column)
+    for _, chunk, encoded in encoded_ahead(model.bundle, _chunks(records, chunk_size), workers):
+        assert encoded is not None
+        score_records(model, chunk, 32, tasks, encoded, drift=drift)
+        bad += sum(1 for r in chunk if r.error)
+        bar.update(len(chunk))
+    bar.close()
+    return {"input": str(input), "model": model.uri, "model_version": model.version,
+            "bad_records": bad, **drift_summary(model.bundle, drift)}  # fmt: skip

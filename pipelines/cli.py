@@ -36,6 +36,7 @@ SUBCOMMANDS = {
     "phenotype": ("phenotyping.compare", "COMMANDS", "compare MT-CNN initializations and the TF-IDF baseline"),
     "registry": ("pipelines.jobs", "REGISTRY_COMMANDS", "MLflow model registry: register, promote, list, ensemble (seeds as one model)"),
     "predict": ("pipelines.jobs", "predict", "score reports with a registered model (files or an OMOP warehouse; resumable)"),
+    "drift": ("pipelines.jobs", "drift", "is a batch like the model's validation reports? ok / warn / stop (exit 3)"),
     "omop": ("pipelines.jobs", "OMOP_COMMANDS", "OMOP warehouse: init-schema (CDM v5.4 NOTE, NOTE_NLP)"),
     "review": ("pipelines.review.cli", "COMMANDS", "the registrars' review queue: serve (web app), export (training table), add-user"),
     "run": ("pipelines.run", "run", "the whole pipeline from a config, stages cached"),

@@ -77,6 +77,43 @@ def predict(
     print(json.dumps(summary, indent=2))
 
 
+def drift(
+    model: str | None = None,
+    input: Path | None = None,
+    tracking_uri: str | None = None,
+    id_column: str = "report_id",
+    text_column: str = "text",
+    chunk_size: int = 500,
+    workers: int = 1,
+    precision: str = "auto",
+) -> None:
+    """Check a batch of reports against what the model was validated on, before scoring them.
+
+    Prints the verdict (ok / warn / stop) and the figures behind it as JSON, and exits 0 for
+    ok and warn, 3 for stop, so that a scheduler can hold a nightly job. Nothing is written.
+
+    Args:
+        model: Model URI, e.g. models:/kinpath@champion (required).
+        input: Reports: .csv, .jsonl, .parquet, or a folder of .txt files (required).
+        tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db).
+        id_column: The input's id column.
+        text_column: The input's text column.
+        chunk_size: Reports read and scored at a time.
+        workers: Processes that tokenize the next chunks while one is scored; 0: none.
+        precision: auto, fp32, int8 or bf16 (as kinpath predict).
+    """
+    from kg.errors import InputError
+    from pipelines.batch import check_drift, load_model
+
+    if model is None or input is None:
+        raise InputError("--model and --input are required")
+    verdict = check_drift(load_model(model, tracking_uri, precision), Path(input), id_column,
+                          text_column, chunk_size, workers)  # fmt: skip
+    print(json.dumps(verdict, indent=2))
+    if verdict.get("verdict") == "stop":
+        raise SystemExit(3)
+
+
 def init_schema(uri: str | None = None, schema: str = "public") -> None:
     """Create the OMOP CDM v5.4 NOTE and NOTE_NLP tables (if absent) and kinpath's progress table.
 

@@ -39,6 +39,8 @@ from kg.errors import InputError
 from phenotyping import evidence
 from phenotyping.bundle import Bundle, Encoding, encode, load_bundle, score
 from phenotyping.decode import calibrate, decode
+from phenotyping.drift import Accumulator
+from phenotyping.vocab import UNK
 from pipelines.records import Record, frame_records
 
 INPUT_COLUMNS = ("report_id", "text")
@@ -75,11 +77,18 @@ def predictions(
     report_ids: list[str],
     batch_size: int = 32,
     pad_to: int | None = None,
+    drift: Accumulator | None = None,
 ) -> pd.DataFrame:
-    """The output table for already-encoded reports."""
-    scores = score(bundle, encoded.ids, batch_size, pad_to, evidence=True)
+    """The output table for already-encoded reports; ``drift`` (with a model that carries a
+    drift reference) adds these reports to a batch's drift figures."""
+    watch = drift is not None and bundle.drift is not None
+    scores = score(bundle, encoded.ids, batch_size, pad_to, evidence=True, vectors=watch)
     probs = scores.probs
     d = decode(probs, bundle.decoder, scores.similarity)
+    if watch:
+        assert drift is not None and bundle.drift is not None and scores.vectors is not None
+        drift.add(bundle.drift, scores.vectors, encoded.ids, UNK, d.out_of_scope, d.probs,
+                  d.labels, bundle.decoder.thresholds)  # fmt: skip
     cut = encoded.cut.astype(bool)
     assert scores.evidence is not None
     out: dict[str, Any] = {

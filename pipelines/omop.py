@@ -286,7 +286,8 @@ def score_notes(
     import psycopg
     from psycopg import sql
 
-    from pipelines.batch import encoded_ahead, parent_only, release, score_records
+    from phenotyping.drift import Accumulator
+    from pipelines.batch import drift_summary, encoded_ahead, parent_only, release, score_records
 
     if chunk_size < 1 or batch_size < 1:
         raise InputError(
@@ -296,6 +297,7 @@ def score_notes(
     schema = check_schema(selection.schema)
     progress, nlp = _name(schema, PROGRESS), _name(schema, "note_nlp")
     tasks = model.bundle.tasks
+    drift = Accumulator() if model.bundle.drift is not None else None
     t0 = time.perf_counter()
     with connect(uri) as conn, connect(uri) as reader:
         held = [conn.fileno(), reader.fileno()]
@@ -362,7 +364,7 @@ def score_notes(
                 for _, chunk, encoded in encoded_ahead(model.bundle, notes_read, workers):
                     chunk_no += 1
                     assert encoded is not None  # no chunk is skipped: progress resumes the cursor
-                    df = score_records(model, chunk, batch_size, tasks, encoded)
+                    df = score_records(model, chunk, batch_size, tasks, encoded, drift=drift)
                     good = df[df["status"] != "error"].to_dict("records")
                     errors = [
                         {"note_id": r.report_id, "kind": r.error, "detail": r.detail}
@@ -403,6 +405,7 @@ def score_notes(
         "errors_by_kind": dict(sorted(kinds.items())),
         "seconds": round(seconds, 2),
         "notes_per_second": round(notes / seconds, 1) if seconds > 0 else None,
+        "drift": drift_summary(model.bundle, drift),
     }
 
 

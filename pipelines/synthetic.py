@@ -185,12 +185,39 @@ def synthetic_report(rng: random.Random, noise: float = 0.01) -> tuple[str, dict
     return text, labels
 
 
-def synthetic_reports(n: int, seed: int = 0, noise: float = 0.01) -> pd.DataFrame:
-    """``n`` reports with ids, labels and a fixed 70/15/15 train/val/test split."""
+STYLES = ("house", "scanned")
+
+
+def _scanned(text: str, rng: random.Random) -> str:
+    """The same report from another hospital's scanner: capitals, page headers with barcodes
+    between the lines, and five times the OCR noise."""
+
+    def header() -> str:
+        return (f"PAGE {rng.randint(1, 3)} OF 3  ACC# {rng.randint(10**7, 10**8)}  "
+                f"{'I' * rng.randint(3, 8)}{'1' * rng.randint(3, 8)}  REDACTED")  # fmt: skip
+
+    lines = [header()]
+    for line in text.upper().split("\n"):
+        lines.append(line)
+        if rng.random() < 0.5:
+            lines.append(header())
+    return _noise("\n".join(lines), rng, 0.05)
+
+
+def synthetic_reports(
+    n: int, seed: int = 0, noise: float = 0.01, style: str = "house"
+) -> pd.DataFrame:
+    """``n`` reports with ids, labels and a fixed 70/15/15 train/val/test split. ``style``:
+    ``house`` (the demo's), or ``scanned`` (the same reports as another source writes them:
+    what a drift check must notice)."""
+    if style not in STYLES:
+        raise ValueError(f"style is one of {STYLES}, not {style!r}")
     rng = random.Random(seed)
     rows = []
     for i in range(n):
         text, labels = synthetic_report(rng, noise)
+        if style == "scanned":
+            text = _scanned(text, rng)
         split = "train" if i % 20 < 14 else "val" if i % 20 < 17 else "test"
         rows.append({"report_id": f"SYN-{seed}-{i:05d}", **labels, "split": split, "text": text})
     return pd.DataFrame(rows)
