@@ -35,8 +35,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kg.errors import InputError
-from phenotyping.bundle import Bundle, check_reads_like, load_bundle, save_ensemble, score_ids
-from phenotyping.decode import EPS, Decoder, fit_decoder
+from phenotyping.bundle import (
+    Bundle,
+    check_reads_like,
+    load_bundle,
+    save_ensemble,
+    score,
+    score_ids,
+)
+from phenotyping.decode import EPS, Decoder, decode, fit_decoder
+from phenotyping.drift import fit_reference
 from phenotyping.evaluate import (
     before_thresholds,
     coverage_curves,
@@ -45,6 +53,7 @@ from phenotyping.evaluate import (
     truth_names,
 )
 from phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
+from phenotyping.vocab import UNK
 
 if TYPE_CHECKING:
     from phenotyping.data import ReportDataModule
@@ -93,6 +102,13 @@ def build_ensemble(
         targets=old.targets, target=old.target, confidence=old.confidence, similarity=val_sim,
     )  # fmt: skip
     (folder / "decoder.json").write_text(json.dumps(decoder.as_dict(), indent=1) + "\n")
+    # the drift reference of what the ensemble reads: its members' mean document vectors
+    val_ids = [dm.ids[i] for i in val_rows]
+    ens = score(bundle, val_ids, batch_size, vectors=True)
+    assert ens.vectors is not None
+    d = decode(ens.probs, decoder, ens.similarity)
+    fit_reference(ens.vectors, val_ids, UNK, d.out_of_scope, d.probs, d.labels,
+                  decoder.thresholds).save(folder / "drift.json")  # fmt: skip
     metrics = split_metrics("val", val_probs, val_y, tasks)
     loss = validation_loss(val_probs, val_y, tasks)
     member_losses = [validation_loss(p, val_y, tasks) for p, _ in parts]

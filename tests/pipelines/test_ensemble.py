@@ -90,6 +90,9 @@ def test_ensemble_scores_the_mean_of_its_members(seeds: Seeds, tmp_path: Path) -
     np.testing.assert_allclose(sim, np.mean([s for _, s in parts], 0), atol=1e-6)
     # the decoder was fitted on the ensemble's validation probabilities, not copied from a member
     assert ens.decoder.temperatures != members[0].decoder.temperatures
+    # and the drift reference on its own document vectors (the members' mean)
+    assert ens.drift is not None and members[0].drift is not None
+    assert ens.drift.center != members[0].drift.center
 
 
 def test_ensemble_run_holds_the_fits_figures_and_registers(seeds: Seeds, tmp_path: Path) -> None:
