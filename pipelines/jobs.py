@@ -237,5 +237,34 @@ def ensemble(
     print(json.dumps(out, indent=2))
 
 
-REGISTRY_COMMANDS = {"register": register, "promote": promote, "list": list_, "ensemble": ensemble}
+def recalibrate(
+    model: str | None = None,
+    reviewed: Path | None = None,
+    name: str | None = None,
+    tracking_uri: str | None = None,
+) -> None:
+    """Register a model recalibrated for a new site: its network, a decoder refitted on
+    that site's reviewed reports (temperatures, thresholds, back-off, scope).
+
+    Args:
+        model: The base model URI, e.g. models:/kinpath-tcga@champion (required).
+        reviewed: The site's reviewed reports in the training format (kinpath review export,
+            or any table with report_id, text and label columns); labels must be among the
+            model's classes (required).
+        name: The registered model to add the version to, e.g. kinpath-tcga-hospitalx
+            (required).
+        tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db).
+    """
+    from kg.errors import InputError
+    from pipelines import registry
+
+    if model is None or reviewed is None or not name:
+        raise InputError("--model, --reviewed and --name are required")
+    r = registry.recalibrate(model, Path(reviewed), name, tracking_uri)
+    print(json.dumps({"name": r.name, "version": r.version, "run_id": r.run_id,
+                      "model_uri": r.model_uri, "base": model}, indent=2))  # fmt: skip
+
+
+REGISTRY_COMMANDS = {"register": register, "promote": promote, "list": list_, "ensemble": ensemble,
+                     "recalibrate": recalibrate}  # fmt: skip
 OMOP_COMMANDS = {"init-schema": init_schema}

@@ -87,6 +87,41 @@ def register(run_id: str, name: str, uri: str | None = None) -> Registered:
     return Registered(name, version, run_id, f"models:/{name}/{version}")
 
 
+def recalibrate(model: str, reviewed: Path, name: str, uri: str | None = None) -> Registered:
+    """A new version of ``name``: ``model``'s network with its decoder refitted on a site's
+    reviewed reports (:mod:`phenotyping.recalibrate`), logged as a run of the
+    ``kinpath-recalibration`` experiment and tagged with the base version and the reviewed
+    table's checksum."""
+    from kg.reports import table_sha256
+    from phenotyping.recalibrate import recalibrate as refit
+    from pipelines.batch import load_model
+
+    store = existing_store(uri)
+    base = load_model(model, store, "fp32")
+    checksum = table_sha256(reviewed)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "bundle"
+        figures = refit(base.bundle.folder, reviewed, folder)
+        reports = json.loads((folder / "manifests.json").read_text())["recalibrations"][-1][
+            "reports"
+        ]
+        mlflow.set_tracking_uri(store)
+        mlflow.set_experiment("kinpath-recalibration")
+        with mlflow.start_run(run_name=f"recalibrate {base.version}") as run:
+            mlflow.log_artifacts(str(folder), "bundle")
+            mlflow.log_metrics({k.replace("/", "."): float(v) for k, v in figures.items()})
+            mlflow.set_tags({"kinpath.base_model": base.version, "kinpath.reviewed_sha256": checksum,
+                             "kinpath.reviewed_reports": str(reports)})  # fmt: skip
+    registered = register(run.info.run_id, name, store)
+    client = MlflowClient(tracking_uri=store)
+    for k, v in {"base_model": base.version, "reviewed_sha256": checksum,
+                 "reviewed_reports": str(reports)}.items():  # fmt: skip
+        client.set_model_version_tag(name, registered.version, f"provenance.{k}", v)
+    log.info("recalibrated %s on %d reviewed reports: %s version %s", base.version, reports,
+             name, registered.version)  # fmt: skip
+    return registered
+
+
 def _package_dirs() -> list[str]:
     """kinpath's own packages travel with the model, so it loads where kinpath is not installed."""
     import embeddings
