@@ -10,6 +10,14 @@
   the same length elsewhere in the report (one draw per report, seeded). The share of
   reports where the evidence's fall is the larger, and the mean falls.
 
+Two ways to find the spans are measured (``--methods``): ``windows``, what kinpath emits
+(:meth:`phenotyping.network.MTCNN.window_scores`: the exact split of a linear head's
+logit over the windows its max-pools took), and ``ig``, integrated gradients of the
+emitted class's logit along the word vectors from zero (``--ig-steps`` steps; per
+token the vector times the mean gradient, summed per window of 3 to 5 tokens), the
+attribution method captum would give, written out here so that no dependency comes in
+for a measurement.
+
 ::
 
     python bench/evidence_quality.py --model models:/kinpath-tcga@champion --graph runs/tcga/nci \\
@@ -99,13 +107,15 @@ def main() -> None:
     ap.add_argument("--tracking-uri", default=None)
     ap.add_argument("--docs", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--methods", nargs="+", default=["windows", "ig"])
+    ap.add_argument("--ig-steps", type=int, default=16)
+    ap.add_argument("--label", default=None, help="how the docs name the model")
+    ap.add_argument("--splits", nargs="+", default=SPLITS, choices=SPLITS)
     args = ap.parse_args()
     if not SHARED.exists():
         sys.exit(f"needs the shared TCGA tables at {SHARED}")
     from phenotyping.bundle import encode, load_bundle, score
     from phenotyping.decode import decode
-    from phenotyping.evidence import emitted_classes
-    from phenotyping.vocab import UNK
 
     if Path(args.model).is_dir():
         bundle, name = load_bundle(Path(args.model), precision="fp32"), str(args.model)
@@ -114,11 +124,11 @@ def main() -> None:
 
         loaded = load_model(args.model, args.tracking_uri, "fp32")
         bundle, name = loaded.bundle, f"{args.model} (version {loaded.version})"
+    name = args.label or name
     keys = term_keys(args.graph)
-    backoff = bundle.decoder.hierarchy.backoff
     rng = np.random.default_rng(args.seed)
     rows = []
-    for split in SPLITS:
+    for split in args.splits:
         table = pd.read_csv(SHARED / split / "reports.csv", dtype=str, keep_default_na=False)
         table = table[table["split"] == "test"]
         texts = table["text"].tolist()
@@ -128,70 +138,116 @@ def main() -> None:
         base = score(bundle, enc.ids, evidence=True)
         assert base.evidence is not None
         d = decode(base.probs, bundle.decoder, base.similarity)
-        for t in bundle.tasks:
-            if len(bundle.label_maps[t]) < 2:  # one class: its probability is always 1
-                rows.append({"split": split, "task": t, "codes": len(texts), "one_class": True})
-                continue
-            emitted = emitted_classes(
-                d.labels[t], bundle.label_maps[t], base.probs[t], backoff.get(t)
-            )
-            masked, shuffled, top_len = [], [], []
-            keep = []
-            for i, c in enumerate(emitted):
-                spans = base.evidence[t][i]
-                if c < 0 or not spans:
-                    continue
-                a, b, _ = spans[0]
-                n = len(enc.ids[i])
-                m = list(enc.ids[i])
-                m[a:b] = [UNK] * (b - a)
-                masked.append(m)
-                # a random span of the same length that does not overlap the top one
-                choices = [
-                    s for s in range(0, max(1, n - (b - a) + 1)) if s + (b - a) <= a or s >= b
-                ]
-                s = int(rng.choice(choices)) if choices else 0
-                r = list(enc.ids[i])
-                r[s : s + (b - a)] = [UNK] * (b - a)
-                shuffled.append(r)
-                keep.append((i, c))
-                top_len.append(b - a)
-            if not keep:
-                continue
-            pm = score(bundle, masked).probs[t]
-            pr = score(bundle, shuffled).probs[t]
-            p0 = np.array([base.probs[t][i, c] for i, c in keep])
-            fall_ev = p0 - np.array([pm[k, c] for k, (_, c) in enumerate(keep)])
-            fall_rand = p0 - np.array([pr[k, c] for k, (_, c) in enumerate(keep)])
-            row: dict[str, object] = {
-                "split": split, "task": t, "codes": len(keep),
-                "faithful": float(np.mean(fall_ev > fall_rand)),
-                "fall_evidence": float(np.mean(fall_ev)), "fall_random": float(np.mean(fall_rand)),
-                "span_tokens": float(np.mean(top_len)),
-            }  # fmt: skip
-            if t in GRAPH_TASKS:
-                hit, hit_auto = [], []
-                for i, c in keep:
-                    code = bundle.label_maps[t][c]
-                    label = str(d.labels[t][i])
-                    wanted = plausible_keys(t, code, keys, backoff) | plausible_keys(
-                        t, label, keys, backoff
-                    )
-                    a, b, _ = base.evidence[t][i][0]
-                    ok = any(x < b and a < y for x, y in occurrences(tokens[i], wanted))
-                    hit.append(ok)
-                    if not d.abstain[t][i]:
-                        hit_auto.append(ok)
-                row["plausible"] = float(np.mean(hit))
-                row["plausible_auto"] = float(np.mean(hit_auto)) if hit_auto else None
-                row["auto_codes"] = len(hit_auto)
-            rows.append(row)
-            print(row, flush=True)
+        for method in args.methods:
+            rows += measure(bundle, method, split, enc.ids, tokens, base, d, keys, rng, args)
     md = render(rows, name, args)
     print(md)
     if args.docs is not None:
         args.docs.parent.mkdir(parents=True, exist_ok=True)
         args.docs.write_text(md)
+
+
+def ig_spans(bundle, ids: list[list[int]], task: str, classes: np.ndarray, steps: int) -> list:
+    """Integrated-gradients spans of ``classes`` (one per report; -1: none), per report."""
+    import torch
+
+    from phenotyping.bundle import spans_of
+    from phenotyping.vocab import MIN_TOKENS, PAD
+
+    net = bundle.nets[0]
+    out: list = [[] for _ in ids]
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    for s in range(0, len(ids), 16):
+        idx = [i for i in order[s : s + 16] if classes[i] >= 0]
+        if not idx:
+            continue
+        width = max(MIN_TOKENS, max(len(ids[i]) for i in idx))
+        tokens = torch.full((len(idx), width), PAD, dtype=torch.long)
+        for r, i in enumerate(idx):
+            tokens[r, : len(ids[i])] = torch.tensor(ids[i])
+        lengths = torch.tensor([len(ids[i]) for i in idx])
+        cls = torch.tensor([int(classes[i]) for i in idx])
+        with torch.no_grad():
+            emb = net.embedding(tokens)
+        total = torch.zeros_like(emb)
+        for k in range(1, steps + 1):
+            x = (emb * (k / steps)).requires_grad_(True)
+            logits = net.classify(net.encode_vectors(x, lengths))[task]
+            (grad,) = torch.autograd.grad(logits.gather(1, cls[:, None]).sum(), x)
+            total += grad
+        attribution = (emb * total / steps).sum(-1).detach()  # [B, T]
+        for r, i in enumerate(idx):
+            a = attribution[r, : len(ids[i])].numpy()
+            windows = [(w, np.convolve(a, np.ones(w), "valid")) for w in (3, 4, 5) if len(a) >= w]
+            out[i] = spans_of(windows, len(ids[i]))
+    return out
+
+
+def measure(bundle, method, split, ids, tokens, base, d, keys, rng, args) -> list[dict]:
+    """One method's rows (one per task) for one split."""
+    from phenotyping.bundle import score
+    from phenotyping.evidence import emitted_classes
+    from phenotyping.vocab import UNK
+
+    backoff = bundle.decoder.hierarchy.backoff
+    rows = []
+    for t in bundle.tasks:
+        if len(bundle.label_maps[t]) < 2:  # one class: its probability is always 1
+            rows.append({"split": split, "method": method, "task": t, "codes": len(ids),
+                         "one_class": True})  # fmt: skip
+            continue
+        emitted = emitted_classes(d.labels[t], bundle.label_maps[t], base.probs[t], backoff.get(t))
+        found = (
+            base.evidence[t]
+            if method == "windows"
+            else ig_spans(bundle, ids, t, emitted, args.ig_steps)
+        )
+        masked, shuffled, top_len, keep = [], [], [], []
+        for i, c in enumerate(emitted):
+            if c < 0 or not found[i]:
+                continue
+            a, b, _ = found[i][0]
+            n = len(ids[i])
+            m = list(ids[i])
+            m[a:b] = [UNK] * (b - a)
+            masked.append(m)
+            # a random span of the same length that does not overlap the top one
+            choices = [s for s in range(max(1, n - (b - a) + 1)) if s + (b - a) <= a or s >= b]
+            s = int(rng.choice(choices)) if choices else 0
+            r = list(ids[i])
+            r[s : s + (b - a)] = [UNK] * (b - a)
+            shuffled.append(r)
+            keep.append((i, c))
+            top_len.append(b - a)
+        if not keep:
+            continue
+        pm = score(bundle, masked).probs[t]
+        pr = score(bundle, shuffled).probs[t]
+        p0 = np.array([base.probs[t][i, c] for i, c in keep])
+        fall_ev = p0 - np.array([pm[k, c] for k, (_, c) in enumerate(keep)])
+        fall_rand = p0 - np.array([pr[k, c] for k, (_, c) in enumerate(keep)])
+        row: dict[str, object] = {
+            "split": split, "method": method, "task": t, "codes": len(keep),
+            "faithful": float(np.mean(fall_ev > fall_rand)),
+            "fall_evidence": float(np.mean(fall_ev)), "fall_random": float(np.mean(fall_rand)),
+            "span_tokens": float(np.mean(top_len)),
+        }  # fmt: skip
+        if t in GRAPH_TASKS:
+            hit, hit_auto = [], []
+            for i, c in keep:
+                wanted = plausible_keys(t, bundle.label_maps[t][c], keys, backoff)
+                wanted |= plausible_keys(t, str(d.labels[t][i]), keys, backoff)
+                a, b, _ = found[i][0]
+                ok = any(x < b and a < y for x, y in occurrences(tokens[i], wanted))
+                hit.append(ok)
+                if not d.abstain[t][i]:
+                    hit_auto.append(ok)
+            row["plausible"] = float(np.mean(hit))
+            row["plausible_auto"] = float(np.mean(hit_auto)) if hit_auto else None
+            row["auto_codes"] = len(hit_auto)
+        rows.append(row)
+        print(row, flush=True)
+    return rows
 
 
 def _pct(v: object) -> str:
@@ -204,20 +260,21 @@ def render(rows: list[dict], name: str, args: argparse.Namespace) -> str:
         "",
         f"Measured {dt.date.today()} on {platform.node()} ({os.cpu_count()} CPUs), model {name}, "
         "fp32, on the test splits of both shared TCGA tables, with",
-        "`python bench/evidence_quality.py --model <model> --graph <graph folder>`.",
+        f"`python bench/evidence_quality.py --model <model> --graph <graph folder> --methods {' '.join(args.methods)} --ig-steps {args.ig_steps} --splits {' '.join(args.splits)}`. "
+        "Spans: `windows` is what kinpath emits; `ig` is integrated gradients, for comparison.",
         "",
         "*Plausible*: the top span overlaps a graph term of the emitted code or its parent "
         "(all decoded codes / auto-coded ones only). *Faithful*: masking the top span lowers "
         "the emitted class's probability more than masking a random span of the same length "
         "(share of codes; mean fall of the probability for each).",
         "",
-        "| split | task | codes | plausible | plausible (auto-coded) | faithful | fall: evidence | fall: random | top span, tokens |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| split | spans | task | codes | plausible | plausible (auto-coded) | faithful | fall: evidence | fall: random | top span, tokens |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.get("one_class"):
-            lines.append(f"| {r['split']} | {r['task']} | {r['codes']} | one class: nothing to "
-                         "explain | | | | | |")  # fmt: skip
+            lines.append(f"| {r['split']} | {r['method']} | {r['task']} | {r['codes']} | one class: "
+                         "nothing to explain | | | | | |")  # fmt: skip
             continue
         plaus = _pct(r.get("plausible")) if "plausible" in r else "n/a"
         auto = (
@@ -226,7 +283,7 @@ def render(rows: list[dict], name: str, args: argparse.Namespace) -> str:
             else "n/a"
         )
         lines.append(
-            f"| {r['split']} | {r['task']} | {r['codes']} | {plaus} | {auto} | {_pct(r['faithful'])} "
+            f"| {r['split']} | {r['method']} | {r['task']} | {r['codes']} | {plaus} | {auto} | {_pct(r['faithful'])} "
             f"| {r['fall_evidence']:.3f} | {r['fall_random']:.3f} | {r['span_tokens']:.1f} |"
         )
     return "\n".join(lines) + "\n"
