@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from phenotyping.abstain import NEVER
+from phenotyping.vocab import UNK
 
 AXES = 16
 NEAR = 0.05
@@ -90,32 +91,36 @@ class PerReport:
     labels: dict[str, np.ndarray]  # per task [N] codes
 
 
-def per_report(
-    ref: Reference,
-    vectors: np.ndarray,
-    ids: Sequence[Sequence[int]],
-    unknown_id: int,
-    out_of_scope: np.ndarray,
-    confidence: Mapping[str, np.ndarray],
-    labels: Mapping[str, np.ndarray],
-    thresholds: Mapping[str, float],
-) -> PerReport:
-    n = len(vectors)
+@dataclass(frozen=True)
+class Scored:
+    """What a drift check reads of scored reports (arrays in one report order)."""
+
+    vectors: np.ndarray  # [N, F] document vectors
+    ids: Sequence[Sequence[int]]  # token ids
+    out_of_scope: np.ndarray  # [N] bool
+    confidence: Mapping[str, np.ndarray]  # per task, the decoded code's confidence
+    labels: Mapping[str, np.ndarray]  # per task, the decoded code
+    thresholds: Mapping[str, float]  # per task, the auto-coding threshold
+    unknown_id: int = UNK
+
+
+def per_report(ref: Reference, r: Scored) -> PerReport:
+    n = len(r.vectors)
     decisions, near = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    for t, conf in confidence.items():
-        thr = thresholds.get(t, NEVER)
+    for t, conf in r.confidence.items():
+        thr = r.thresholds.get(t, NEVER)
         if thr >= 1.0:  # never auto-coded: no decision to flip
             continue
         decisions += 1
         near += np.abs(np.asarray(conf) - thr) < NEAR
     return PerReport(
-        project(ref, vectors),
-        np.array([len(x) for x in ids], np.int64),
-        np.array([sum(1 for i in x if i == unknown_id) for x in ids], np.int64),
-        np.asarray(out_of_scope, bool),
+        project(ref, r.vectors),
+        np.array([len(x) for x in r.ids], np.int64),
+        np.array([sum(1 for i in x if i == r.unknown_id) for x in r.ids], np.int64),
+        np.asarray(r.out_of_scope, bool),
         decisions,
         near,
-        {t: np.asarray(lab).astype(str) for t, lab in labels.items()},
+        {t: np.asarray(lab).astype(str) for t, lab in r.labels.items()},
     )
 
 
@@ -132,9 +137,8 @@ class Accumulator:
     near: int = 0
     labels: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def add(self, ref: Reference, *args: object, **kwargs: object) -> None:
-        """Add reports (the arguments of :func:`per_report`)."""
-        self.add_reports(per_report(ref, *args, **kwargs))  # type: ignore[arg-type]
+    def add(self, ref: Reference, reports: Scored) -> None:
+        self.add_reports(per_report(ref, reports))
 
     def add_reports(self, r: PerReport, rows: np.ndarray | None = None) -> None:
         rows = np.arange(len(r.proj)) if rows is None else rows
@@ -188,30 +192,21 @@ def _tv(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     return 0.5 * sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))
 
 
-def fit_reference(
-    vectors: np.ndarray,
-    ids: Sequence[Sequence[int]],
-    unknown_id: int,
-    out_of_scope: np.ndarray,
-    confidence: Mapping[str, np.ndarray],
-    labels: Mapping[str, np.ndarray],
-    thresholds: Mapping[str, float],
-    seed: int = 0,
-) -> Reference:
+def fit_reference(reports: Scored, seed: int = 0) -> Reference:
     """The reference from the validation split's reports (in one order across the arrays),
     with each figure's null: for each batch size, :data:`BOOTSTRAP` pairs of a batch drawn
     from the validation reports and a validation split drawn again, so that the null holds
     both the batch's sampling error and the reference's own. For a distance (vectors,
     labels) the null is the distance between the two; for a rate, how far the batch's rate
     exceeds the split's."""
-    n = len(vectors)
-    z = _unit(vectors)
+    n = len(reports.vectors)
+    z = _unit(reports.vectors)
     center = z.mean(axis=0)
     _, s, vt = np.linalg.svd(z - center, full_matrices=False)
     k = min(AXES, len(s))
     scale = (s[:k] / np.sqrt(max(1, n - 1))).tolist()
     ref = Reference(center.tolist(), vt[:k].tolist(), scale, 0.0, 0.0, 0.0, {}, {}, n)
-    each = per_report(ref, vectors, ids, unknown_id, out_of_scope, confidence, labels, thresholds)
+    each = per_report(ref, reports)
     whole = Accumulator()
     whole.add_reports(each)
     rates = whole.rates()

@@ -44,7 +44,7 @@ from phenotyping.bundle import (
     score_ids,
 )
 from phenotyping.decode import EPS, Decoder, decode, fit_decoder
-from phenotyping.drift import fit_reference
+from phenotyping.drift import Scored, fit_reference
 from phenotyping.evaluate import (
     before_thresholds,
     coverage_curves,
@@ -53,7 +53,6 @@ from phenotyping.evaluate import (
     truth_names,
 )
 from phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
-from phenotyping.vocab import UNK
 
 if TYPE_CHECKING:
     from phenotyping.data import ReportDataModule
@@ -107,8 +106,8 @@ def build_ensemble(
     ens = score(bundle, val_ids, batch_size, vectors=True)
     assert ens.vectors is not None
     d = decode(ens.probs, decoder, ens.similarity)
-    fit_reference(ens.vectors, val_ids, UNK, d.out_of_scope, d.probs, d.labels,
-                  decoder.thresholds).save(folder / "drift.json")  # fmt: skip
+    seen = Scored(ens.vectors, val_ids, d.out_of_scope, d.probs, d.labels, decoder.thresholds)
+    fit_reference(seen).save(folder / "drift.json")
     metrics = split_metrics("val", val_probs, val_y, tasks)
     loss = validation_loss(val_probs, val_y, tasks)
     member_losses = [validation_loss(p, val_y, tasks) for p, _ in parts]

@@ -36,7 +36,7 @@ import torch.nn.functional as F  # noqa: N812
 from pytorch_lightning.loggers import MLFlowLogger
 
 from phenotyping.decode import Decoder, decode, fit_decoder
-from phenotyping.drift import Reference, fit_reference
+from phenotyping.drift import Reference, Scored, fit_reference
 from phenotyping.evaluate import (
     before_thresholds,
     coverage_curves,
@@ -48,7 +48,6 @@ from phenotyping.hierarchy import Hierarchy
 from phenotyping.network import HEADS, KNOWLEDGE_HEADS, MTCNN
 from phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
 from phenotyping.scope import similarity, site_centroids
-from phenotyping.vocab import UNK
 
 log = logging.getLogger(__name__)
 
@@ -366,9 +365,9 @@ class MTCNNModule(pl.LightningModule):
                for r, n in enumerate(b["lengths"])]  # fmt: skip
         d = decode(probs, self.decoder, sim)
         self.drift_reference = fit_reference(
-            val_z, ids, UNK, d.out_of_scope, d.probs, d.labels, self.decoder.thresholds,
+            Scored(val_z, ids, d.out_of_scope, d.probs, d.labels, self.decoder.thresholds),
             seed=int(self.hparams.get("seed", 0) or 0),
-        )  # fmt: skip
+        )
 
     def _fit_decoder(
         self, probs: dict[str, np.ndarray], labels: np.ndarray, sim: np.ndarray | None = None

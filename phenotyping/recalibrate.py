@@ -22,8 +22,7 @@ import pandas as pd
 from kg.errors import InputError
 from phenotyping.bundle import encode, load_bundle, score
 from phenotyping.decode import decode, decoded_metrics, fit_decoder
-from phenotyping.drift import fit_reference
-from phenotyping.vocab import UNK
+from phenotyping.drift import Scored, fit_reference
 
 log = logging.getLogger(__name__)
 FEW = 100  # fewer reviewed reports than this: thresholds rest on little
@@ -82,8 +81,8 @@ def recalibrate(bundle_folder: Path, reviewed: Path, out: Path) -> dict[str, flo
     shutil.copytree(bundle.folder, out)
     (out / "decoder.json").write_text(json.dumps(decoder.as_dict(), indent=1) + "\n")
     d = decode(s.probs, decoder, s.similarity)
-    fit_reference(s.vectors, enc.ids, UNK, d.out_of_scope, d.probs, d.labels,
-                  decoder.thresholds).save(out / "drift.json")  # fmt: skip
+    seen = Scored(s.vectors, enc.ids, d.out_of_scope, d.probs, d.labels, decoder.thresholds)
+    fit_reference(seen).save(out / "drift.json")
     manifests = json.loads((out / "manifests.json").read_text())
     manifests.setdefault("recalibrations", []).append({"reports": len(table)})
     (out / "manifests.json").write_text(json.dumps(manifests, indent=2, default=str) + "\n")

@@ -39,8 +39,7 @@ from kg.errors import InputError
 from phenotyping import evidence
 from phenotyping.bundle import Bundle, Encoding, encode, load_bundle, score
 from phenotyping.decode import calibrate, decode
-from phenotyping.drift import Accumulator
-from phenotyping.vocab import UNK
+from phenotyping.drift import Accumulator, Scored
 from pipelines.records import Record, frame_records
 
 INPUT_COLUMNS = ("report_id", "text")
@@ -87,8 +86,9 @@ def predictions(
     d = decode(probs, bundle.decoder, scores.similarity)
     if watch:
         assert drift is not None and bundle.drift is not None and scores.vectors is not None
-        drift.add(bundle.drift, scores.vectors, encoded.ids, UNK, d.out_of_scope, d.probs,
-                  d.labels, bundle.decoder.thresholds)  # fmt: skip
+        seen = Scored(scores.vectors, encoded.ids, d.out_of_scope, d.probs, d.labels,
+                      bundle.decoder.thresholds)  # fmt: skip
+        drift.add(bundle.drift, seen)
     cut = encoded.cut.astype(bool)
     assert scores.evidence is not None
     out: dict[str, Any] = {

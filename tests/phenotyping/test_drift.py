@@ -7,34 +7,34 @@ import json
 
 import numpy as np
 
-from phenotyping.drift import Accumulator, Reference, check, fit_reference
+from phenotyping.drift import Accumulator, Reference, Scored, check, fit_reference
 
 
-def _reports(n: int, rng: np.random.Generator, shift: float = 0.0, unknown: float = 0.02):
+def _reports(n: int, rng: np.random.Generator, shift: float = 0.0, unknown: float = 0.02) -> Scored:
     vectors = rng.normal(size=(n, 32)) + np.r_[5.0, np.zeros(31)]
     vectors[:, 1] += shift
     ids = [[1 if rng.random() < unknown else 2 for _ in range(50)] for _ in range(n)]
     oos = rng.random(n) < 0.02
     conf = {"site": rng.uniform(0.5, 1.0, n), "grade": rng.uniform(0.3, 0.9, n)}
     labels = {"site": rng.choice(["C34", "C50", "C18"], n, p=[0.5, 0.3, 0.2])}
-    return vectors, ids, 1, oos, conf, labels, {"site": 0.8, "grade": 1.01}
+    return Scored(vectors, ids, oos, conf, labels, {"site": 0.8, "grade": 1.01}, unknown_id=1)
 
 
 def test_a_batch_from_the_validation_source_passes_and_a_shifted_one_does_not(tmp_path) -> None:
     rng = np.random.default_rng(0)
-    ref = fit_reference(*_reports(600, rng))
+    ref = fit_reference(_reports(600, rng))
     ref.save(tmp_path / "drift.json")
     ref = Reference.load(tmp_path / "drift.json")
     ok = oov = moved = 0
     for _ in range(20):
         acc = Accumulator()
-        acc.add(ref, *_reports(200, rng))
+        acc.add(ref, _reports(200, rng))
         ok += check(ref, acc).verdict == "ok"
         acc = Accumulator()
-        acc.add(ref, *_reports(200, rng, unknown=0.08))  # another scanner: more unknown words
+        acc.add(ref, _reports(200, rng, unknown=0.08))  # another scanner: more unknown words
         oov += "oov_rate" in check(ref, acc).alarms
         acc = Accumulator()
-        acc.add(ref, *_reports(200, rng, shift=1.5))  # another template: vectors move
+        acc.add(ref, _reports(200, rng, shift=1.5))  # another template: vectors move
         v = check(ref, acc)
         moved += v.verdict != "ok" and "vector_shift" in v.alarms
     assert ok >= 17 and oov == 20 and moved == 20
@@ -42,20 +42,22 @@ def test_a_batch_from_the_validation_source_passes_and_a_shifted_one_does_not(tm
 
 def test_chunks_add_up_to_the_whole_batch() -> None:
     rng = np.random.default_rng(1)
-    ref = fit_reference(*_reports(300, rng))
-    vectors, ids, unk, oos, conf, labels, thr = _reports(100, rng)
+    ref = fit_reference(_reports(300, rng))
+    r = _reports(100, rng)
     whole, parts = Accumulator(), Accumulator()
-    whole.add(ref, vectors, ids, unk, oos, conf, labels, thr)
+    whole.add(ref, r)
     for s in (slice(0, 30), slice(30, 100)):
-        parts.add(ref, vectors[s], ids[s], unk, oos[s], {t: c[s] for t, c in conf.items()},
-                  {t: v[s] for t, v in labels.items()}, thr)  # fmt: skip
+        parts.add(ref, Scored(r.vectors[s], r.ids[s], r.out_of_scope[s],
+                              {t: c[s] for t, c in r.confidence.items()},
+                              {t: v[s] for t, v in r.labels.items()}, r.thresholds, 1))  # fmt: skip
     assert check(ref, whole) == check(ref, parts)
 
 
 def test_the_reference_holds_aggregates_only() -> None:
     rng = np.random.default_rng(2)
-    vectors, *rest = _reports(300, rng)
-    ref = fit_reference(vectors, *rest)
+    r = _reports(300, rng)
+    vectors = r.vectors
+    ref = fit_reference(r)
     blob = json.dumps(ref.__dict__)
     assert len(ref.axes) == 16 and len(ref.center) == 32
     # no report's vector: none of the validation vectors is in it
