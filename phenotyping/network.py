@@ -373,7 +373,9 @@ class MTCNN(nn.Module):
         head = self.heads[task]
         if isinstance(head, LabelKnowledgeHead):
             assert enc.tokens is not None and enc.context is not None and enc.inside is not None
-            keys = F.normalize(head.key(enc.tokens) + head.context(enc.context), dim=-1)
+            # in fp32 whatever the encoding ran in (a bf16 batch's windows are bf16)
+            keys = head.key(enc.tokens.float()) + head.context(enc.context.float())
+            keys = F.normalize(keys, dim=-1)
             queries = F.normalize(head.query(head.label_vectors), dim=-1)[classes]  # [B, K, d]
             cos = torch.einsum("bwd,bkd->bkw", keys.float(), queries.float())
             cos = cos.masked_fill(~enc.inside[:, None, :], float("-inf"))

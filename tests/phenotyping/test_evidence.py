@@ -95,3 +95,18 @@ def test_emitted_code_takes_its_own_spans_or_its_childs_for_a_backoff() -> None:
     assert emitted_classes(labels, classes, probs, up).tolist() == [0, 3, -1, -1]
     offsets = np.array([[0, 4], [5, 9], [10, 15], [16, 20]])
     assert char_spans([(1, 3, 2.0), (3, 3, 1.0)], offsets) == [(5, 15, 2.0)]
+
+
+def test_evidence_of_a_bf16_batch_is_computed_in_fp32() -> None:
+    """A bf16 bundle encodes under autocast; its windows come back bf16, the heads are fp32."""
+    net = _net("label-knowledge")
+    tokens, lengths = _batch()
+    classes = torch.arange(5).repeat(3, 1)
+    with torch.no_grad():
+        exact = net.window_scores(net.encode(tokens, lengths, windows=True), "histology", classes)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            enc = net.encode(tokens, lengths, windows=True)
+        got = net.window_scores(enc, "histology", classes)
+    assert got[0][1].dtype == torch.float32
+    inside = torch.isfinite(exact[0][1])
+    torch.testing.assert_close(got[0][1][inside], exact[0][1][inside], atol=0.5, rtol=0.05)
