@@ -3,7 +3,8 @@
 ``register`` takes the ``bundle/`` a phenotyping fit logged to its run, wraps it
 as a pyfunc model (:mod:`pipelines.model`) logged into the same run, and makes
 it a new version of a named model, tagged with the run's test metrics and the
-provenance (graph checksum, embedding method, corpus checksum). ``promote``
+provenance (graph checksum, embedding method, corpus checksum), its description a
+model card (:mod:`pipelines.card`). ``promote``
 points an alias (``champion``) at a version; MLflow 3 aliases, not the
 deprecated stages. Every loader takes ``models:/NAME@ALIAS``.
 
@@ -27,6 +28,7 @@ from mlflow import MlflowClient
 
 from kg.errors import InputError
 from phenotyping.store import existing_store
+from pipelines.card import model_card
 from pipelines.model import signature
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,8 @@ def register(run_id: str, name: str, uri: str | None = None) -> Registered:
     tags.update({f"provenance.{k}": str(v) for k, v in metadata["kinpath"].items() if k != "tasks"})
     for k, v in tags.items():
         client.set_model_version_tag(name, version, k, v)
+    card = model_card(client, run_id, name, version, metadata["kinpath"])
+    client.update_model_version(name, version, description=card)
     log.info("registered %s version %s from run %s", name, version, run_id)
     return Registered(name, version, run_id, f"models:/{name}/{version}")
 
@@ -117,6 +121,11 @@ def recalibrate(model: str, reviewed: Path, name: str, uri: str | None = None) -
     for k, v in {"base_model": base.version, "reviewed_sha256": checksum,
                  "reviewed_reports": str(reports)}.items():  # fmt: skip
         client.set_model_version_tag(name, registered.version, f"provenance.{k}", v)
+    card = client.get_model_version(name, registered.version).description or ""
+    client.update_model_version(name, registered.version, description=card + (
+        f"- Recalibrated: the network of {base.version} with its decoder refitted on {reports} "
+        f"reviewed reports (sha256 {checksum}); the test figures above are the base model's.\n"
+    ))  # fmt: skip
     log.info("recalibrated %s on %d reviewed reports: %s version %s", base.version, reports,
              name, registered.version)  # fmt: skip
     return registered

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import pytest
 
 from pipelines import registry
 from tests.pipelines.conftest import ROOT, Registered
@@ -43,6 +44,28 @@ def test_version_carries_metrics_provenance_and_no_input_example(registered: Reg
     info = mlflow.models.get_model_info(registered.champion)
     assert [c["name"] for c in info.signature.inputs.to_dict()] == ["report_id", "text"]
     assert info.saved_input_example_info is None  # no report text stored with the model
+
+
+def test_version_description_is_a_model_card(registered: Registered) -> None:
+    """A reviewer reads use, data, per-split figures and limits in MLflow, from the run's
+    own figures: every figure in the card is one of the run's test metrics."""
+    client = mlflow.MlflowClient(tracking_uri=registered.tracking_uri)
+    mv = client.get_model_version(registered.name, registered.version)
+    card = mv.description or ""
+    assert card.startswith(f"# {registered.name} version {registered.version}")
+    assert "**Intended use.**" in card and "**Known limits.**" in card
+    assert "report tables: fixtures/reports.csv" in card
+    metrics = client.get_run(mv.run_id).data.metrics
+    rows = [r for r in card.splitlines() if r.startswith("| test |")]
+    assert {r.split(" | ")[1] for r in rows} == {"site", "subsite", "laterality", "behavior",
+                                                  "histology", "grade"}  # fmt: skip
+    for r in rows:
+        task, f1, share = r.split(" | ")[1:4]
+        assert float(f1) == pytest.approx(metrics[f"test/{task}/macro_f1"], abs=5e-4)
+        assert float(share) == pytest.approx(metrics[f"test/{task}/coverage"], abs=5e-4)
+    never = [t for t in ("site", "grade") if metrics[f"test/{t}/coverage"] == 0]
+    for t in never:
+        assert f"- {t} is never auto-coded" in card
 
 
 def test_a_name_with_a_quote_lists(registered: Registered) -> None:
