@@ -136,6 +136,30 @@ def write_report(
     }
 
 
+def publish(report: Path, dest: Path, command: str) -> Path:
+    """Write a run's ``results.md`` into a documentation page: what made it (the command, the
+    date, the machine, the commit) above the tables, and the plots copied beside the page."""
+    import datetime as dt
+    import os
+    import platform
+    import subprocess
+
+    files = dest.parent / dest.stem
+    files.mkdir(parents=True, exist_ok=True)
+    body = report.read_text().split("\n", 1)[1]  # the page has a title of its own
+    for image in sorted(report.parent.glob("*.png")):
+        shutil.copy(image, files / image.name)
+        body = body.replace(f"]({image.name})", f"]({files.name}/{image.name})")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent, check=False).stdout.strip()  # fmt: skip
+    dest.write_text(
+        f"# Results of `{command}`\n\n"
+        f"Written by that command on {dt.date.today()}, {platform.node()} "
+        f"({os.cpu_count()} CPUs), kinpath {commit or 'outside a git checkout'}.\n" + body
+    )
+    return dest
+
+
 def _never_coded(metrics: dict[str, float], tasks: list[str]) -> str:
     """Why a task the champion never auto-codes goes to review, in words."""
     never = [

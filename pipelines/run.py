@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -122,7 +123,7 @@ class RegistryConfig:
     # is built and the ensemble of the lowest validation loss registered; with a named
     # champion, its ensemble (a method with one seed: that fit). On TCGA three seeds' ensemble
     # beats every single fit on site and histology, at three networks' cost per report
-    # (README, "Seed ensembles")
+    # (docs/results/tcga.md)
     ensemble: bool = False
 
 
@@ -196,6 +197,7 @@ def run(
     embeddings: EmbeddingConfig = EmbeddingConfig(),
     fit: FitConfig = FitConfig(),
     registry: RegistryConfig = RegistryConfig(),
+    docs: Path | None = None,
 ) -> dict:
     """Run the whole pipeline; the defaults are the embedded demo (synthetic reports and graph).
 
@@ -209,6 +211,8 @@ def run(
         embeddings: Embedding settings.
         fit: MT-CNN fits.
         registry: Registered model name, alias and which initialization is the champion.
+        docs: A documentation page the results are also written to, with the command, date,
+            machine and commit that made them (configs/tcga.yaml: docs/results/tcga-run.md).
     """
     tracking_uri = store_uri(tracking_uri)
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # the fits' LightningCLI reads it
@@ -395,6 +399,12 @@ def run(
     print(f"registered as {model['uri']}: {champion} ({champion_reason(registry.champion)})")
     print(f"stages: {json.dumps(st.timings)}; total {time.perf_counter() - t0:.0f}s")
     print(f"report: {rep['markdown']} and {rep['html']}")
+    if docs is not None:
+        from pipelines.report import publish
+
+        argv = sys.argv[1:]
+        command = "kinpath " + " ".join(argv) if argv[:1] == ["run"] else "pipelines.run.run()"
+        print(f"docs: {publish(Path(rep['markdown']), docs, command)}")
     print(f"MLflow: mlflow ui --backend-store-uri {redact(tracking_uri)}   (model {model['uri']})")
     return {"report": rep, "model": model, "timings": st.timings}
 

@@ -37,9 +37,15 @@ def test_end_to_end_then_cached(
         embeddings=EmbeddingConfig(word2vec=replace(EmbeddingConfig().word2vec, vector_size=16, epochs=2, min_count=1)),
         fit=FitConfig(fit_args=["--trainer.max_epochs=1", "--model.filters=8", "--data.max_length=200",
                                 "--trainer.enable_progress_bar=false"]),
+        docs=tmp_path / "docs/results/run.md",
     )  # fmt: skip
     first = run(**kw)  # type: ignore[arg-type]
     assert set(first["timings"]) == set(STAGES)
+    # the results page of the documentation: what made it, then the report's own sections
+    published = (tmp_path / "docs/results/run.md").read_text()
+    assert published.startswith("# Results of `") and "Written by that command on" in published
+    assert "](run/f1_by_initialization.png)" in published
+    assert (tmp_path / "docs/results/run/f1_by_initialization.png").exists()
     page = (tmp_path / "work/report/results.html").read_text()
     md = (tmp_path / "work/report/results.md").read_text()
     checked = check_html(page)
