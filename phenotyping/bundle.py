@@ -186,7 +186,7 @@ PRECISIONS = ("auto", "fp32", "int8", "bf16")
 # bf16 answers are scored again in fp32 where a task's two best classes are closer than
 # this in probability: there bf16's rounding could change the answer. bf16 moved a class
 # probability of the TCGA champion by at most 0.025 on the validation reports, so a gap
-# above twice that keeps each task's answer fp32's (README, Benchmarks)
+# above twice that keeps each task's answer fp32's (docs/benchmarks.md)
 BF16_RECHECK = 0.06
 
 
@@ -208,8 +208,8 @@ def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> B
     CPU with a quantized engine (fbgemm, x86); bf16 for heads that carry the graph's term
     vectors on a CPU with bf16 in hardware (:func:`native_bf16`); fp32 elsewhere. Those
     heads are not int8 under ``auto``: with int8 convolutions, TCGA histology macro-F1
-    moved by 0.016, beyond the 0.01 that ``bench/batch_throughput.py`` allows (README,
-    Benchmarks)."""
+    moved by more than the 0.01 that ``bench/batch_throughput.py`` allows
+    (docs/benchmarks.md)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     folder = Path(folder)

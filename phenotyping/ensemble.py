@@ -2,7 +2,7 @@
 
 One MT-CNN fit varies by 0.02–0.06 macro-F1 from seed to seed on the TCGA
 splits; the average of three seeds' class probabilities is better than any of
-them on site and histology (README, "Seed ensembles"). :func:`build_ensemble`
+them on site and histology (docs/results/tcga.md). :func:`build_ensemble`
 makes that average a model a registry can deploy:
 
 1. the members' bundles become one (:func:`phenotyping.bundle.save_ensemble`:

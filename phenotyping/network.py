@@ -86,7 +86,7 @@ class LabelKnowledgeHead(KnowledgeHead):
     vectors plus a learned map of its convolution features. The attention is hard: the class's
     graph evidence is the best cosine between a window's key and its query (a max over
     windows, as the CNN pools; a softmax-weighted cosine took 2.5 times as long per
-    training batch, README "Label-knowledge heads"). The logit is
+    training batch, docs/guides/train.md, Heads). The logit is
 
         trained_c · (w_c · z + b_c)  +  scale · evidence_c
 

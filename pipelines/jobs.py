@@ -48,7 +48,7 @@ def predict(
             with no NOTE_NLP row from this model version yet).
         concepts: Warehouse input: fill note_nlp_concept_id from its CONCEPT table (ICDO3).
         workers: Processes that tokenize the next chunks while one is scored; 0: none. 1 is
-            the fastest on 2 cores (README, "Speed"); more help where there are more cores.
+            the fastest on 2 cores (docs/guides/deploy.md, "Speed"); more help where there are more cores.
         precision: auto (int8 convolutions on a CPU for plain heads; for label-knowledge
             heads bf16 on a CPU with bf16 in hardware, with close calls scored again in fp32;
             fp32 elsewhere and on a GPU), fp32, int8, or bf16.

@@ -48,6 +48,26 @@ TASK_COLUMNS = (("label", "string"), ("prob", "double"), ("abstain", "boolean"),
 RECORD_COLUMNS = (("edit_checks", "string"), ("out_of_scope", "boolean"), ("truncated", "boolean"))
 TRUNCATED = "truncated: longer than the model reads"
 
+# What each output column means: the documentation's output reference is generated from this
+# and from output_types, and its build fails on a column missing here.
+COLUMN_DOCS = {
+    "report_id": "the input's id",
+    "status": "`ok`, `truncated`, or `error`; an error row's other columns are empty",
+    "error": "for an error row, `kind: detail` (`empty_text`, `missing_id`, `duplicate_id`, ...)",
+    "<task>_label": "the decoded code (consistent across tasks; a back-off NOS code where `_backoff`)",
+    "<task>_prob": "its calibrated confidence",
+    "<task>_abstain": "not auto-coded: to review",
+    "<task>_backoff": "the label is the NOS parent of an uncertain fine code",
+    "<task>_top3": "JSON `[[label, prob], ...]`: the head's own calibrated probabilities",
+    "<task>_evidence": "JSON `[[start, end, weight], ...]`: up to three character spans of the text "
+    "that most support the emitted code, best first (offsets into the text the job read, never "
+    "the words)",
+    "edit_checks": "failed checks, comma-separated (`site_histology`); a record with one is never "
+    "auto-coded",
+    "out_of_scope": "unlike every training site: nothing of it auto-coded",
+    "truncated": "the report was longer than the model reads and was scored on its first tokens",
+}
+
 
 def output_types(tasks: list[str]) -> dict[str, str]:
     """Every output column and its MLflow type, in order."""

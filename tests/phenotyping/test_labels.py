@@ -146,7 +146,7 @@ def test_label_weights_heads_train_and_save_their_graph_vectors(
 ) -> None:
     """The output-weight form (``label-weights``): a class for every graph code, trained
     codes coded right, and a bundle that scores as trained. Its score for a code no training
-    report carries is measured, not promised: in this fixture it is ~0 (README, Results)."""
+    report carries is measured, not promised: in this fixture it is ~0 (docs/guides/train.md, Heads)."""
     dm, m = _fit(graph, reports, "label-weights", epochs=8)
     classes = dm.label_maps["histology"]
     assert isinstance(m.net.heads["histology"], LabelWeightsHead)

@@ -129,8 +129,8 @@ def test_help_names_programs_and_types_plainly() -> None:
     assert "<class" not in r.stdout
 
 
-def test_the_readme_says_what_a_batch_input_holds_and_a_sample_ships() -> None:
-    readme = " ".join((ROOT / "README.md").read_text().split())
+def test_the_deploy_guide_says_what_a_batch_input_holds_and_a_sample_ships() -> None:
+    readme = " ".join((ROOT / "docs/guides/deploy.md").read_text().split())
     for text in ("a `report_id` column and a `text` column", "`--id_column` and `--text_column`",
                  "`examples/tonight.csv`"):  # fmt: skip
         assert text in readme, text

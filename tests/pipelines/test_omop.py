@@ -144,7 +144,7 @@ def test_note_nlp_exactly_once_through_kill_9(
     again = score_notes(model, killed, chunk_size=200)  # a finished job writes nothing
     assert again["notes_scored_now"] == 0 and len(_note_nlp(killed)) == n * TASKS
 
-    # the README's query: notes whose site the champion auto-coded as C34
+    # the deploy guide's query (docs/guides/deploy.md): notes whose site the champion auto-coded as C34
     system = f"kinpath {model.version}"
     with psycopg.connect(full) as c:
         got = [i for (i,) in c.execute(CHAMPION_C34, {"system": system})]
