@@ -1,6 +1,6 @@
 """Benchmark: end-to-end batch scoring, today's fp32 path against the new one.
 
-Each setting runs ``pipelines.batch.predict`` (read the CSV, tokenize, score,
+Each setting runs ``kinpath.pipelines.batch.predict`` (read the CSV, tokenize, score,
 write parquet parts, merge) in its own process, so that peak memory is its own:
 
 * fp32: the path as it was, tokenizing in the scoring process
@@ -15,7 +15,7 @@ write parquet parts, merge) in its own process, so that peak memory is its own:
   (3×300 filters, untrained): the path as it was before the TCGA configs chose
   100 filters a window on validation;
 * with ``--postgres``: the new path reading OMOP ``NOTE`` rows from a real
-  PostgreSQL server (pgserver) into ``NOTE_NLP`` (``pipelines.omop.score_notes``).
+  PostgreSQL server (pgserver) into ``NOTE_NLP`` (``kinpath.pipelines.omop.score_notes``).
 
 The model is ``--model`` (default ``models:/kinpath-tcga@champion`` in the
 project's store, when it resolves); then both paths also score the TCGA test
@@ -53,7 +53,7 @@ def make_reports(n: int, path: Path) -> str:
         )["text"]
         source = "TCGA texts, cycled"
     else:
-        from pipelines.synthetic import synthetic_reports
+        from kinpath.pipelines.synthetic import synthetic_reports
 
         texts = synthetic_reports(min(n, 2000), seed=1)["text"]
         source = "synthetic reports, cycled"
@@ -74,8 +74,8 @@ def make_bundle(reports: Path, folder: Path) -> None:
 
     import torch
 
-    from embeddings.tokenize import ReportTokenizer
-    from phenotyping.network import MTCNN
+    from kinpath.embeddings.tokenize import ReportTokenizer
+    from kinpath.phenotyping.network import MTCNN
 
     tok = ReportTokenizer()
     texts = pd.read_csv(reports, dtype=str, keep_default_na=False)["text"].head(300)
@@ -101,7 +101,7 @@ def make_bundle(reports: Path, folder: Path) -> None:
     (folder / "label_maps.json").write_text(
         _json.dumps({t: [f"{t}{i}" for i in range(n)] for t, n in classes.items()})
     )
-    from phenotyping.decode import Decoder
+    from kinpath.phenotyping.decode import Decoder
 
     maps = {t: [f"{t}{i}" for i in range(n)] for t, n in classes.items()}
     decoder = Decoder(maps, thresholds={t: 0.9 for t in classes})
@@ -113,8 +113,8 @@ def child(
     bundle: str, reports: str, out: str, pad_to: int | None, n: int | None, workers: int,
     precision: str,
 ) -> None:  # fmt: skip
-    from phenotyping.bundle import load_bundle
-    from pipelines.batch import LoadedModel, predict
+    from kinpath.phenotyping.bundle import load_bundle
+    from kinpath.pipelines.batch import LoadedModel, predict
 
     src = Path(reports)
     if n:
@@ -132,9 +132,9 @@ def child(
 
 
 def child_pg(bundle: str, uri: str) -> None:
-    from phenotyping.bundle import load_bundle
-    from pipelines.batch import LoadedModel
-    from pipelines.omop import score_notes
+    from kinpath.phenotyping.bundle import load_bundle
+    from kinpath.pipelines.batch import LoadedModel
+    from kinpath.pipelines.omop import score_notes
 
     model = LoadedModel("bench", "bench/1", load_bundle(Path(bundle)))
     t = time.perf_counter()
@@ -147,7 +147,7 @@ def child_pg(bundle: str, uri: str) -> None:
 def load_notes(uri: str, reports: Path) -> None:
     import psycopg
 
-    from pipelines.omop import init_schema
+    from kinpath.pipelines.omop import init_schema
 
     init_schema(uri)
     df = pd.read_csv(reports, dtype=str, keep_default_na=False)
@@ -164,9 +164,9 @@ def profile(bundle: str, reports: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from phenotyping.bundle import load_bundle, score_ids
-    from phenotyping.decode import decode
-    from pipelines.records import read_records
+    from kinpath.phenotyping.bundle import load_bundle, score_ids
+    from kinpath.phenotyping.decode import decode
+    from kinpath.pipelines.records import read_records
 
     b = load_bundle(Path(bundle))
     t: dict[str, float] = {}
@@ -214,8 +214,8 @@ def trained_bundle(uri: str, folder: Path) -> bool:
     """Copy a registered model's bundle to ``folder``; False when the URI does not resolve."""
     import shutil
 
-    from kg.errors import InputError
-    from pipelines.batch import load_model
+    from kinpath.kg.errors import InputError
+    from kinpath.pipelines.batch import load_model
 
     try:
         model = load_model(uri, precision="fp32")
@@ -233,10 +233,10 @@ def accuracy(bundle: Path, precision: str) -> tuple[dict[str, float], dict[str, 
     abstains; a backed-off code is marked)."""
     from sklearn.metrics import f1_score
 
-    from kg.reports import read_reports
-    from phenotyping.bundle import encode, load_bundle, score_ids
-    from phenotyping.data import _laterality_by_rule
-    from phenotyping.decode import decode
+    from kinpath.kg.reports import read_reports
+    from kinpath.phenotyping.bundle import encode, load_bundle, score_ids
+    from kinpath.phenotyping.data import _laterality_by_rule
+    from kinpath.phenotyping.decode import decode
 
     b = load_bundle(bundle, precision=precision)
     out, codes = {}, {}

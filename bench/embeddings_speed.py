@@ -7,7 +7,7 @@ pairs (the real graph's pairs, or random pairs among frequent words). Then, in
 one run, times
 
 * baseline: gensim ``Word2Vec`` ``build_vocab`` + ``train`` over the corpus file;
-* kg-joint: :func:`embeddings.joint.train_kg_joint` with the same settings;
+* kg-joint: :func:`kinpath.embeddings.joint.train_kg_joint` with the same settings;
 
 and prints words per second of each and their ratio. Target: kg-joint ≥ 0.9 ×
 gensim.
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from embeddings.corpus import Corpus, open_corpus
-from embeddings.joint import JointConfig, train_kg_joint
-from embeddings.word2vec import Word2VecConfig, new_model
+from kinpath.embeddings.corpus import Corpus, open_corpus
+from kinpath.embeddings.joint import JointConfig, train_kg_joint
+from kinpath.embeddings.word2vec import Word2VecConfig, new_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -48,8 +48,8 @@ def synthetic_corpus(path: Path, tokens: int, vocab: int = 20_000, seed: int = 0
 
 
 def tcga_corpus(path: Path, tokens: int, work: Path) -> pd.DataFrame:
-    from embeddings.train import prepare
-    from kg.graph import build_graph
+    from kinpath.embeddings.train import prepare
+    from kinpath.kg.graph import build_graph
 
     build_graph(work / "g", umls_dirs=[SHARED / "kg" / "nci-icdo-meta"])
     prep = prepare(

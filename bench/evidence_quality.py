@@ -11,7 +11,7 @@
   reports where the evidence's fall is the larger, and the mean falls.
 
 Two ways to find the spans are measured (``--methods``): ``windows``, what kinpath emits
-(:meth:`phenotyping.network.MTCNN.window_scores`: the exact split of a linear head's
+(:meth:`kinpath.phenotyping.network.MTCNN.window_scores`: the exact split of a linear head's
 logit over the windows its max-pools took), and ``ig``, integrated gradients of the
 emitted class's logit along the word vectors from zero (``--ig-steps`` steps; per
 token the vector times the mean gradient, summed per window of 3 to 5 tokens), the
@@ -47,7 +47,7 @@ GRAPH_TASKS = ["site", "subsite", "histology"]
 def term_keys(graph: Path) -> dict[str, dict[str, set[str]]]:
     """Per task, per class code (as the data writes it): the normalized keys of its terms and
     of its concept's synonyms."""
-    from kg.graph import load_graph
+    from kinpath.kg.graph import load_graph
 
     atoms = load_graph(graph).atoms
     by_cui: dict[str, set[str]] = defaultdict(set)
@@ -82,7 +82,7 @@ def occurrences(tokens: list[str], wanted: set[str], longest: int = 8) -> list[t
     """Token ranges that hold one of ``wanted`` (graph keys: words joined as the graph joins
     them). Matched word by word, so a term inside a merged token (a phrase or collocation the
     tokenizer joined: ``ductal_carcinoma_grade``) counts where it lies."""
-    from kg.normalize import PHRASE_JOINER
+    from kinpath.kg.normalize import PHRASE_JOINER
 
     words: list[str] = []
     owner: list[int] = []
@@ -114,13 +114,13 @@ def main() -> None:
     args = ap.parse_args()
     if not SHARED.exists():
         sys.exit(f"needs the shared TCGA tables at {SHARED}")
-    from phenotyping.bundle import encode, load_bundle, score
-    from phenotyping.decode import decode
+    from kinpath.phenotyping.bundle import encode, load_bundle, score
+    from kinpath.phenotyping.decode import decode
 
     if Path(args.model).is_dir():
         bundle, name = load_bundle(Path(args.model), precision="fp32"), str(args.model)
     else:
-        from pipelines.batch import load_model
+        from kinpath.pipelines.batch import load_model
 
         loaded = load_model(args.model, args.tracking_uri, "fp32")
         bundle, name = loaded.bundle, f"{args.model} (version {loaded.version})"
@@ -151,8 +151,8 @@ def ig_spans(bundle, ids: list[list[int]], task: str, classes: np.ndarray, steps
     """Integrated-gradients spans of ``classes`` (one per report; -1: none), per report."""
     import torch
 
-    from phenotyping.bundle import spans_of
-    from phenotyping.vocab import MIN_TOKENS, PAD
+    from kinpath.phenotyping.bundle import spans_of
+    from kinpath.phenotyping.vocab import MIN_TOKENS, PAD
 
     net = bundle.nets[0]
     out: list = [[] for _ in ids]
@@ -185,9 +185,9 @@ def ig_spans(bundle, ids: list[list[int]], task: str, classes: np.ndarray, steps
 
 def measure(bundle, method, split, ids, tokens, base, d, keys, rng, args) -> list[dict]:
     """One method's rows (one per task) for one split."""
-    from phenotyping.bundle import score
-    from phenotyping.evidence import emitted_classes
-    from phenotyping.vocab import UNK
+    from kinpath.phenotyping.bundle import score
+    from kinpath.phenotyping.evidence import emitted_classes
+    from kinpath.phenotyping.vocab import UNK
 
     backoff = bundle.decoder.hierarchy.backoff
     rows = []

@@ -6,7 +6,7 @@ process so that peak memory is its own:
 
 * baseline: read every line and split it on ``|``, nothing else: the least any
   Python RRF reader must do;
-* kinpath: ``kg.graph.build_graph`` (filter, normalize every string, write
+* kinpath: ``kinpath.kg.graph.build_graph`` (filter, normalize every string, write
   parquet, derive concepts, keep relations between known concepts).
 
 Prints rows per second and peak resident memory of each, and their ratios.
@@ -91,7 +91,7 @@ def _baseline(meta: str) -> int:
 
 
 def _kinpath(meta: str) -> int:
-    from kg.graph import build_graph
+    from kinpath.kg.graph import build_graph
 
     with tempfile.TemporaryDirectory() as out:
         build_graph(Path(out) / "g", umls_dirs=[Path(meta)])

@@ -6,7 +6,7 @@ the registrar (issue 22, §4).
    the *pool*, tonight's unreviewed reports.
 2. Fit the base model (``lightning fit -c configs/mtcnn-tcga.yaml``) and score the pool.
 3. For N in ``--n`` and each seed: "review" N pool reports, chosen (a) in the queue's order
-   (:mod:`pipelines.review.queue`: most expected corrections first), (b) at random; add them
+   (:mod:`kinpath.pipelines.review.queue`: most expected corrections first), (b) at random; add them
    with their true labels as a third training table; fit again with that seed.
 4. Per arm: test macro-F1 per task and split, the share of each task auto-coded and its
    accuracy (the decoder's ≥ 97% promise), and the registrar's workload: fields a human
@@ -90,8 +90,8 @@ def bundle_of(run_id: str, store: str, out: Path) -> Path:
 
 def scored(bundle: Path, table: pd.DataFrame) -> pd.DataFrame:
     """``kinpath predict``'s columns for these reports (fp32)."""
-    from phenotyping.bundle import encode, load_bundle
-    from pipelines.model import predictions
+    from kinpath.phenotyping.bundle import encode, load_bundle
+    from kinpath.pipelines.model import predictions
 
     b = load_bundle(bundle, precision="fp32")
     return predictions(b, encode(b, table["text"].tolist()), table["report_id"].tolist())
@@ -156,7 +156,7 @@ def main() -> None:
         run = fit(base_tables, args.seeds[0], args, args.out / "logs" / "base.log")
         results["base"] = {"run": run, "seed": args.seeds[0], **measure(run, args, tests)}
         save()
-    from pipelines.review.queue import ordered
+    from kinpath.pipelines.review.queue import ordered
 
     rows = scored(bundle_of(results["base"]["run"], args.store, args.out), pool)
     rows.insert(0, "record", range(len(rows)))

@@ -3,13 +3,13 @@
 A page may hold these markers, each replaced by what the installed kinpath says:
 
 - ``<!-- kinpath:cli -->``: ``kinpath SUBCOMMAND --help`` for every subcommand (groups: each
-  of their commands), from :data:`pipelines.cli.SUBCOMMANDS`;
+  of their commands), from :data:`kinpath.pipelines.cli.SUBCOMMANDS`;
 - ``<!-- kinpath:print-config lightning -->``: ``lightning fit --print_config``, and
   ``<!-- kinpath:print-config run -->``: ``kinpath run --print_config`` (every key and its
   default);
 - ``<!-- kinpath:outputs -->``: the output columns of ``kinpath predict`` and the pyfunc, from
-  the model's signature (:func:`pipelines.model.output_types`) with their meanings
-  (:data:`pipelines.model.COLUMN_DOCS`).
+  the model's signature (:func:`kinpath.pipelines.model.output_types`) with their meanings
+  (:data:`kinpath.pipelines.model.COLUMN_DOCS`).
 
 So the reference cannot drift from the code: a renamed option or column changes the page, and
 a column without a meaning fails the build.
@@ -40,7 +40,7 @@ def _fence(text: str, lang: str = "text") -> str:
 
 
 def cli_reference() -> str:
-    from pipelines import cli
+    from kinpath.pipelines import cli
 
     os.environ["COLUMNS"] = "100"  # argparse wraps help at the terminal's width
     parts = [_fence(_captured(lambda: cli.main(["--help"])))]
@@ -57,11 +57,11 @@ def cli_reference() -> str:
 
 def print_config(which: str) -> str:
     if which == "lightning":
-        from phenotyping import cli as lcli
+        from kinpath.phenotyping import cli as lcli
 
         text = _captured(lambda: lcli.cli(args=["fit", "--print_config"]))
     elif which == "run":
-        from pipelines import cli
+        from kinpath.pipelines import cli
 
         text = _captured(lambda: cli.main(["run", "--print_config"]))
     else:
@@ -71,7 +71,7 @@ def print_config(which: str) -> str:
 
 
 def outputs() -> str:
-    from pipelines.model import COLUMN_DOCS, output_types
+    from kinpath.pipelines.model import COLUMN_DOCS, output_types
 
     rows = ["| column | type | meaning |", "| --- | --- | --- |"]
     for column, kind in output_types(["<task>"]).items():

@@ -15,18 +15,18 @@ from pathlib import Path
 
 from gensim.models import KeyedVectors
 
-from embeddings.evaluate import heldout_recall, neighbour_table, plot_neighbourhoods, umnsrs
-from embeddings.joint import JointConfig
-from embeddings.registry import TRAINERS, TrainInputs
-from embeddings.retrofit import RetrofitConfig
-from embeddings.store import load_embeddings
-from embeddings.tokenize import TokenizerConfig
-from embeddings.train import prepare, train
-from embeddings.word2vec import Word2VecConfig
-from kg.errors import InputError
-from kg.graph import load_graph
-from kg.link import link_vocabulary
-from kg.pairs import PairConfig
+from kinpath.embeddings.evaluate import heldout_recall, neighbour_table, plot_neighbourhoods, umnsrs
+from kinpath.embeddings.joint import JointConfig
+from kinpath.embeddings.registry import TRAINERS, TrainInputs
+from kinpath.embeddings.retrofit import RetrofitConfig
+from kinpath.embeddings.store import load_embeddings
+from kinpath.embeddings.tokenize import TokenizerConfig
+from kinpath.embeddings.train import prepare, train
+from kinpath.embeddings.word2vec import Word2VecConfig
+from kinpath.kg.errors import InputError
+from kinpath.kg.graph import load_graph
+from kinpath.kg.link import link_vocabulary
+from kinpath.kg.pairs import PairConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The tokenized training corpus: reports → one sentence a line on disk.
 
-Reports are read in chunks (:func:`kg.reports.read_reports`), tokenized
-(:class:`~embeddings.tokenize.ReportTokenizer`) and written as
+Reports are read in chunks (:func:`kinpath.kg.reports.read_reports`), tokenized
+(:class:`~kinpath.embeddings.tokenize.ReportTokenizer`) and written as
 ``sentences.txt``, tokens separated by spaces, the format gensim's
 ``LineSentence`` streams. The corpus is therefore never held in memory, and
 every trainer reads the very same token stream. Optionally gensim ``Phrases``
@@ -24,8 +24,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from embeddings.tokenize import ReportTokenizer
-from kg.reports import Tables, read_reports
+from kinpath.embeddings.tokenize import ReportTokenizer
+from kinpath.kg.reports import Tables, read_reports
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import pandas as pd
 from gensim.models import KeyedVectors
 from scipy.stats import spearmanr
 
-from kg.errors import InputError
-from kg.normalize import term_key
+from kinpath.kg.errors import InputError
+from kinpath.kg.normalize import term_key
 
 CLINICAL_TERMS = (
     "carcinoma",

@@ -35,10 +35,10 @@ import scipy.sparse as sp
 from gensim.models import KeyedVectors, Word2Vec
 from tqdm.auto import tqdm
 
-from embeddings.config import JointConfig, Word2VecConfig
-from embeddings.corpus import Corpus
-from embeddings.retrofit import pair_matrix
-from embeddings.word2vec import new_model
+from kinpath.embeddings.config import JointConfig, Word2VecConfig
+from kinpath.embeddings.corpus import Corpus
+from kinpath.embeddings.retrofit import pair_matrix
+from kinpath.embeddings.word2vec import new_model
 
 log = logging.getLogger(__name__)
 

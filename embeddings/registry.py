@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 from gensim.models import KeyedVectors
 
-from embeddings.corpus import Corpus
-from embeddings.joint import JointConfig, train_kg_joint
-from embeddings.retrofit import RetrofitConfig, retrofit
-from embeddings.word2vec import Word2VecConfig, train_word2vec
+from kinpath.embeddings.corpus import Corpus
+from kinpath.embeddings.joint import JointConfig, train_kg_joint
+from kinpath.embeddings.retrofit import RetrofitConfig, retrofit
+from kinpath.embeddings.word2vec import Word2VecConfig, train_word2vec
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@
                       manifest checksum, vocabulary size, pair counts
     vectors.kv        gensim KeyedVectors (``KeyedVectors.load``)
     vectors.txt       the same in word2vec text format (``load_word2vec_format``)
-    tokenizer/        the report tokenizer (:mod:`embeddings.tokenize`)
+    tokenizer/        the report tokenizer (:mod:`kinpath.embeddings.tokenize`)
     pairs.parquet     the graph pairs the trainer was given
     heldout_pairs.parquet  pairs withheld from it, for evaluation
 
@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 from gensim.models import KeyedVectors
 
-from embeddings.tokenize import ReportTokenizer
-from kg.errors import InputError
+from kinpath.embeddings.tokenize import ReportTokenizer
+from kinpath.kg.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ beside the vectors and loaded from there. Steps:
 2. optionally, scispacy's abbreviation detector: a short form defined in the
    report (``invasive ductal carcinoma (IDC)``) is replaced by its long form
    wherever it occurs in that report, so that ``IDC`` and the term meet;
-3. :func:`kg.normalize.normalize_token` on every token (case, Unicode,
+3. :func:`kinpath.kg.normalize.normalize_token` on every token (case, Unicode,
    placeholders for numbers and dates), the same normalization as the graph;
-4. knowledge-graph phrases merged (:class:`kg.link.PhraseIndex`), then
+4. knowledge-graph phrases merged (:class:`kinpath.kg.link.PhraseIndex`), then
    frequent collocations found by gensim ``Phrases`` when one was fitted.
 
 A saved tokenizer is a folder: ``tokenizer.json`` (settings), ``phrases.txt``
@@ -30,9 +30,9 @@ from pathlib import Path
 
 from spacy.language import Language
 
-from kg.graph import KnowledgeGraph
-from kg.link import PhraseIndex
-from kg.normalize import PHRASE_JOINER, normalized
+from kinpath.kg.graph import KnowledgeGraph
+from kinpath.kg.link import PhraseIndex
+from kinpath.kg.normalize import PHRASE_JOINER, normalized
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 :func:`prepare` does what every method shares (tokenize the corpus once, link
 its vocabulary to the graph, compute connected pairs and withhold a share of
 them for evaluation); :func:`train` runs one named method on it and writes the
-folder (:mod:`embeddings.store`).
+folder (:mod:`kinpath.embeddings.store`).
 
 Held-out pairs are drawn only among pairs whose two words will have vectors
 (corpus count ≥ ``min_count``), so that each one can be evaluated; the trainers
@@ -23,14 +23,14 @@ import numpy as np
 import pandas as pd
 from gensim.models import KeyedVectors
 
-from embeddings.corpus import Corpus, build_corpus
-from embeddings.registry import TrainInputs, trainer
-from embeddings.store import save_embeddings
-from embeddings.tokenize import ReportTokenizer, TokenizerConfig
-from kg.graph import load_graph
-from kg.link import link_vocabulary
-from kg.pairs import PAIR_COLUMNS, PairConfig, connected_pairs
-from kg.reports import Tables
+from kinpath.embeddings.corpus import Corpus, build_corpus
+from kinpath.embeddings.registry import TrainInputs, trainer
+from kinpath.embeddings.store import save_embeddings
+from kinpath.embeddings.tokenize import ReportTokenizer, TokenizerConfig
+from kinpath.kg.graph import load_graph
+from kinpath.kg.link import link_vocabulary
+from kinpath.kg.pairs import PAIR_COLUMNS, PairConfig, connected_pairs
+from kinpath.kg.reports import Tables
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from gensim.models import KeyedVectors, Word2Vec
 from gensim.models.callbacks import CallbackAny2Vec
 from tqdm.auto import tqdm
 
-from embeddings.config import Word2VecConfig
+from kinpath.embeddings.config import Word2VecConfig
 
 log = logging.getLogger(__name__)
 

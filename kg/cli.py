@@ -12,14 +12,14 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from kg.errors import InputError
-from kg.graph import build_graph, load_graph
-from kg.kge import train_kge
-from kg.link import ApproximateLinker, PhraseIndex, count_vocabulary, link_vocabulary
-from kg.normalize import words
-from kg.pairs import DEFAULT_RELATION_WEIGHTS, PairConfig, connected_pairs
-from kg.reports import read_texts
-from kg.umls import RrfFilters
+from kinpath.kg.errors import InputError
+from kinpath.kg.graph import build_graph, load_graph
+from kinpath.kg.kge import train_kge
+from kinpath.kg.link import ApproximateLinker, PhraseIndex, count_vocabulary, link_vocabulary
+from kinpath.kg.normalize import words
+from kinpath.kg.pairs import DEFAULT_RELATION_WEIGHTS, PairConfig, connected_pairs
+from kinpath.kg.reports import read_texts
+from kinpath.kg.umls import RrfFilters
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ A graph folder holds four files::
     relations.parquet   head, rel, rela, tail, source (UMLS sense: rel is tail's
                         relation to head, so PAR means tail is head's parent)
 
-``key`` is the normalized phrase token of a string (:func:`kg.normalize.term_key`);
+``key`` is the normalized phrase token of a string (:func:`kinpath.kg.normalize.term_key`);
 the *terms* of the graph are its distinct keys, each linked to one or more
-concepts. Sources are UMLS ``META/`` folders (:mod:`kg.umls`) and OBO ontologies
-(:mod:`kg.obo`); atoms and relations are written to parquet batch by batch, so a
+concepts. Sources are UMLS ``META/`` folders (:mod:`kinpath.kg.umls`) and OBO ontologies
+(:mod:`kinpath.kg.obo`); atoms and relations are written to parquet batch by batch, so a
 full UMLS release builds in bounded memory.
 """
 
@@ -33,9 +33,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kg import obo, umls
-from kg.errors import InputError
-from kg.normalize import term_key
+from kinpath.kg import obo, umls
+from kinpath.kg.errors import InputError
+from kinpath.kg.normalize import term_key
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def build_graph(
 ) -> BuildResult:
     """Read the sources and write a graph folder at ``out``.
 
-    Raises :class:`~kg.errors.InputError` on the first malformed row unless
+    Raises :class:`~kinpath.kg.errors.InputError` on the first malformed row unless
     ``on_error="skip"``, in which case skipped rows are counted per file; an
     MRCONSO that yields no row at all is an error either way, and an empty or
     missing MRREL or MRSTY is warned about. The graph is built in a temporary

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kg.graph import KnowledgeGraph
+from kinpath.kg.graph import KnowledgeGraph
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kg.graph import KnowledgeGraph
-from kg.normalize import PHRASE_JOINER
+from kinpath.kg.graph import KnowledgeGraph
+from kinpath.kg.normalize import PHRASE_JOINER
 
 log = logging.getLogger(__name__)
 logging.getLogger("nmslib").setLevel(logging.WARNING)

@@ -8,7 +8,7 @@ LightningCLI's note on ``args``, PyTorch's pytree deprecation, Lightning's
 logging-interval hint on small data and its advertisement for a cloud logger,
 MLflow's input-example advice (kinpath stores no report as an example, on
 purpose) and its artifact progress bars. Every line passes through
-:class:`kg.secrets.RedactingFilter`: no password reaches a log.
+:class:`kinpath.kg.secrets.RedactingFilter`: no password reaches a log.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 import sys
 import warnings
 
-from kg.secrets import RedactingFilter
+from kinpath.kg.secrets import RedactingFilter
 
 IGNORED = (
     r".*\[W036\]",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from kg.graph import KnowledgeGraph
+from kinpath.kg.graph import KnowledgeGraph
 
 DEFAULT_RELATION_WEIGHTS: Mapping[str, float] = {
     "SY": 1.0,  # synonymy across sources (an OBO term's UMLS xref)
@@ -54,7 +54,7 @@ def connected_pairs(
     """Pairs ``(a, b)`` with ``a < b`` of linked tokens, heaviest provenance each.
 
     ``links`` maps a vocabulary token to the concepts it names
-    (:meth:`kg.link.Links.by_token`).
+    (:meth:`kinpath.kg.link.Links.by_token`).
     """
     cfg = config or PairConfig()
     tokens_of: dict[str, set[str]] = defaultdict(set)

@@ -33,8 +33,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from kg.errors import InputError
-from kg.graph import file_sha256
+from kinpath.kg.errors import InputError
+from kinpath.kg.graph import file_sha256
 
 FORMATS = (".csv", ".parquet", ".jsonl", ".ndjson")
 SOURCE = "source"  # the column that names a row's table when several are read as one

@@ -15,9 +15,9 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from phenotyping.abstain import choose_threshold, evaluate_threshold
-from phenotyping.data import ReportDataModule
-from phenotyping.metrics import classification_metrics, rare_macro_f1
+from kinpath.phenotyping.abstain import choose_threshold, evaluate_threshold
+from kinpath.phenotyping.data import ReportDataModule
+from kinpath.phenotyping.metrics import classification_metrics, rare_macro_f1
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ No report text is in it. :func:`encode` and :func:`score_ids` are the whole
 inference path: tokenize, look up ids, cut to the longest length, sort by
 length, batch padded to the batch's longest report, softmax per task (averaged
 over an ensemble's members) and the similarity to the training sites;
-:func:`phenotyping.decode.decode` turns those into codes. Nothing here imports Lightning: a registered model loads
+:func:`kinpath.phenotyping.decode.decode` turns those into codes. Nothing here imports Lightning: a registered model loads
 where only its inference requirements are installed.
 """
 
@@ -54,18 +54,18 @@ from typing import TYPE_CHECKING, NamedTuple, cast
 import numpy as np
 import torch
 
-from embeddings.tokenize import ReportTokenizer
-from kg.errors import InputError
-from phenotyping.decode import Decoder, decode
-from phenotyping.drift import Reference
-from phenotyping.evidence import emitted_classes
-from phenotyping.network import MTCNN, KnowledgeHead
-from phenotyping.scope import similarity
-from phenotyping.vocab import MIN_TOKENS, PAD, UNK, Vocabulary
+from kinpath.embeddings.tokenize import ReportTokenizer
+from kinpath.kg.errors import InputError
+from kinpath.phenotyping.decode import Decoder, decode
+from kinpath.phenotyping.drift import Reference
+from kinpath.phenotyping.evidence import emitted_classes
+from kinpath.phenotyping.network import MTCNN, KnowledgeHead
+from kinpath.phenotyping.scope import similarity
+from kinpath.phenotyping.vocab import MIN_TOKENS, PAD, UNK, Vocabulary
 
 if TYPE_CHECKING:
-    from phenotyping.data import ReportDataModule
-    from phenotyping.module import MTCNNModule
+    from kinpath.phenotyping.data import ReportDataModule
+    from kinpath.phenotyping.module import MTCNNModule
 
 
 def save_bundle(folder: Path, module: MTCNNModule, dm: ReportDataModule) -> Path:
@@ -116,7 +116,7 @@ def save_ensemble(folder: Path, members: Sequence[Path], provenance: list[dict])
     """One bundle of several members' bundles (fits of one config, different seeds): the first
     member's folder, the others' weights and centroids beside it, ``provenance`` (one entry per
     member: its run, seed...) in manifests.json. The decoder is still the first member's: refit
-    it on the ensemble's validation probabilities (:func:`phenotyping.ensemble.build_ensemble`)."""
+    it on the ensemble's validation probabilities (:func:`kinpath.phenotyping.ensemble.build_ensemble`)."""
     if len(members) < 2:
         raise InputError(f"an ensemble needs two or more member bundles, not {len(members)}")
     if len(provenance) != len(members):
@@ -202,7 +202,7 @@ def native_bf16() -> bool:
 
 def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> Bundle:
     """``precision``: ``int8`` scores the convolutions as int8 matrix products
-    (:class:`~phenotyping.network.Int8Convs`, CPU only), ``bf16`` scores in bfloat16
+    (:class:`~kinpath.phenotyping.network.Int8Convs`, CPU only), ``bf16`` scores in bfloat16
     autocast and scores again in fp32 the reports where a task's answer is a close call
     (:data:`BF16_RECHECK`), ``fp32`` as trained. ``auto`` is int8 for plain heads on a
     CPU with a quantized engine (fbgemm, x86); bf16 for heads that carry the graph's term
@@ -424,8 +424,8 @@ def score(
 ) -> Scores:
     """:func:`score_ids`, and with ``evidence`` the windows of each report that most support
     the code each task emits (the bundle's decoder decodes each batch;
-    :func:`phenotyping.evidence.emitted_classes`), from
-    :meth:`~phenotyping.network.MTCNN.window_scores` summed over an ensemble's members and
+    :func:`kinpath.phenotyping.evidence.emitted_classes`), from
+    :meth:`~kinpath.phenotyping.network.MTCNN.window_scores` summed over an ensemble's members and
     divided by their number, as at most :data:`EVIDENCE_SPANS` token spans. ``vectors``: also
     the document vectors (the members' mean), for drift checks."""
     order = np.argsort([len(x) for x in ids], kind="stable")

@@ -12,7 +12,7 @@ per epoch, the label maps, data counts and the embedding/KG manifests, and,
 since a fit ends by testing its best checkpoint, the test metrics, thresholds
 and plots. No report text goes into any of it.
 
-Also reachable as ``python -m phenotyping``: a separately installed
+Also reachable as ``python -m kinpath.phenotyping``: a separately installed
 ``lightning`` package (the SDK) would shadow the ``lightning`` script.
 """
 
@@ -35,12 +35,12 @@ from pytorch_lightning.cli import (
 )
 from pytorch_lightning.loggers import MLFlowLogger
 
-from kg.secrets import redact
-from phenotyping.bundle import save_bundle
-from phenotyping.data import ReportDataModule
-from phenotyping.module import MTCNNModule
-from phenotyping.network import KNOWLEDGE_HEADS
-from phenotyping.store import tracking_uri
+from kinpath.kg.secrets import redact
+from kinpath.phenotyping.bundle import save_bundle
+from kinpath.phenotyping.data import ReportDataModule
+from kinpath.phenotyping.module import MTCNNModule
+from kinpath.phenotyping.network import KNOWLEDGE_HEADS
+from kinpath.phenotyping.store import tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def cli(args: list[str] | None = None, run: bool = True, quiet: bool = False) ->
 
 
 def main() -> None:
-    from kg.logs import setup
+    from kinpath.kg.logs import setup
 
     setup()
     cli()

@@ -18,11 +18,11 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from kg.errors import InputError
-from phenotyping.baseline import TfidfConfig, tfidf_baseline
-from phenotyping.cli import cli
-from phenotyping.store import tracking_uri
-from phenotyping.table import method_table
+from kinpath.kg.errors import InputError
+from kinpath.phenotyping.baseline import TfidfConfig, tfidf_baseline
+from kinpath.phenotyping.cli import cli
+from kinpath.phenotyping.store import tracking_uri
+from kinpath.phenotyping.table import method_table
 
 log = logging.getLogger(__name__)
 

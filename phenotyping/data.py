@@ -1,7 +1,7 @@
 """The reports DataModule: table → token ids and masked labels, length-bucketed batches.
 
 The table (csv, parquet, jsonl or a folder of .txt files; see
-:mod:`kg.reports`), or several read as one with their splits kept, has an id
+:mod:`kinpath.kg.reports`), or several read as one with their splits kept, has an id
 column, a text column and one column per task; the ``split`` column (train /
 val / test) fixes the split, or ``split_ratio`` draws one with the seed.
 Reports are tokenized with the tokenizer saved beside the embeddings (or a
@@ -35,17 +35,17 @@ import torch
 from gensim.models import KeyedVectors
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from embeddings.store import load_embeddings
-from embeddings.tokenize import ReportTokenizer
-from kg.errors import InputError
-from kg.graph import KnowledgeGraph, file_sha256, load_graph
-from kg.normalize import PHRASE_JOINER
-from kg.reports import SOURCE, read_reports, table_paths
-from phenotyping.hierarchy import Hierarchy, hierarchy_from_graph
-from phenotyping.labels import KNOWLEDGE_TASKS, code_terms, nearby_codes
-from phenotyping.rules import NOT_APPLICABLE, laterality_applies, read_valid_combinations
-from phenotyping.tasks import DEFAULT_TASKS, MISSING, LabelEncoder, fit_encoders
-from phenotyping.vocab import PAD, UNK, Vocabulary, collate
+from kinpath.embeddings.store import load_embeddings
+from kinpath.embeddings.tokenize import ReportTokenizer
+from kinpath.kg.errors import InputError
+from kinpath.kg.graph import KnowledgeGraph, file_sha256, load_graph
+from kinpath.kg.normalize import PHRASE_JOINER
+from kinpath.kg.reports import SOURCE, read_reports, table_paths
+from kinpath.phenotyping.hierarchy import Hierarchy, hierarchy_from_graph
+from kinpath.phenotyping.labels import KNOWLEDGE_TASKS, code_terms, nearby_codes
+from kinpath.phenotyping.rules import NOT_APPLICABLE, laterality_applies, read_valid_combinations
+from kinpath.phenotyping.tasks import DEFAULT_TASKS, MISSING, LabelEncoder, fit_encoders
+from kinpath.phenotyping.vocab import PAD, UNK, Vocabulary, collate
 
 log = logging.getLogger(__name__)
 

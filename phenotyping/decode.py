@@ -17,15 +17,15 @@ turns them into one, in this order:
    the independent best answers were not a valid pair, the record carries the
    ``site_histology`` edit check; if no valid pair exists the histology is left
    empty. A record with a failed edit check is never auto-coded.
-4. **Laterality** only where it applies (:mod:`phenotyping.rules`): at an
+4. **Laterality** only where it applies (:mod:`kinpath.phenotyping.rules`): at an
    unpaired site it is ``not applicable`` (SEER code 0), resting on the site
    decision; at a paired site one of the sides (the head's ``not applicable``
    share removed); where the site alone cannot tell, the head decides.
 5. **Abstention.** A task is auto-coded when its calibrated confidence reaches
-   its threshold (:func:`phenotyping.abstain.choose_threshold`: a bound on
+   its threshold (:func:`kinpath.phenotyping.abstain.choose_threshold`: a bound on
    accuracy that accounts for the validation size).
 6. **Back-off.** A subsite or histology below its threshold whose NOS parent
-   (:mod:`phenotyping.hierarchy`: C34.9, 8140) holds enough probability — the
+   (:mod:`kinpath.phenotyping.hierarchy`: C34.9, 8140) holds enough probability — the
    sum over the classes that back off to it — is coded as that parent,
    ``<task>_backoff`` true, at the parent's own threshold.
 7. **Out of scope.** A report whose document vector is far from every
@@ -43,9 +43,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from phenotyping.abstain import NEVER, choose_threshold
-from phenotyping.hierarchy import BACKOFF_TASKS, Hierarchy
-from phenotyping.rules import NOT_APPLICABLE, laterality_applies
+from kinpath.phenotyping.abstain import NEVER, choose_threshold
+from kinpath.phenotyping.hierarchy import BACKOFF_TASKS, Hierarchy
+from kinpath.phenotyping.rules import NOT_APPLICABLE, laterality_applies
 
 SITE_HISTOLOGY = "site_histology"  # the edit check's name in ``edit_checks``
 EPS = 1e-12

@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from phenotyping.abstain import NEVER
-from phenotyping.vocab import UNK
+from kinpath.phenotyping.abstain import NEVER
+from kinpath.phenotyping.vocab import UNK
 
 AXES = 16
 NEAR = 0.05

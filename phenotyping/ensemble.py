@@ -5,21 +5,21 @@ splits; the average of three seeds' class probabilities is better than any of
 them on site and histology (docs/results/tcga.md). :func:`build_ensemble`
 makes that average a model a registry can deploy:
 
-1. the members' bundles become one (:func:`phenotyping.bundle.save_ensemble`:
+1. the members' bundles become one (:func:`kinpath.phenotyping.bundle.save_ensemble`:
    they must read reports alike — one vocabulary, tokenizer and label maps);
 2. the ensemble scores the validation split through the inference path
-   (:func:`phenotyping.bundle.score_ids`), and its decoder — temperatures,
+   (:func:`kinpath.phenotyping.bundle.score_ids`), and its decoder — temperatures,
    abstention and back-off thresholds, the out-of-scope threshold — is fitted on
    those averaged probabilities with the members' coding rules and targets, so
    its auto-coding promise holds for what it emits, not for what a member would;
 3. it scores the test split and reports the same ``test/...`` figures a fit
-   logs (:mod:`phenotyping.evaluate`), plus its validation and test loss (the
+   logs (:mod:`kinpath.phenotyping.evaluate`), plus its validation and test loss (the
    sum over tasks of the mean cross-entropy of the labelled reports; over the
    whole split, where a fit's ``val/loss`` is a mean over batches), the
    members' mean validation loss by the same measure, and its validation
    macro-F1.
 
-Nothing here knows about MLflow: :mod:`pipelines.ensemble` fetches the members
+Nothing here knows about MLflow: :mod:`kinpath.pipelines.ensemble` fetches the members
 and logs the result.
 """
 
@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kg.errors import InputError
-from phenotyping.bundle import (
+from kinpath.kg.errors import InputError
+from kinpath.phenotyping.bundle import (
     Bundle,
     check_reads_like,
     load_bundle,
@@ -43,19 +43,19 @@ from phenotyping.bundle import (
     score,
     score_ids,
 )
-from phenotyping.decode import EPS, Decoder, decode, fit_decoder
-from phenotyping.drift import Scored, fit_reference
-from phenotyping.evaluate import (
+from kinpath.phenotyping.decode import EPS, Decoder, decode, fit_decoder
+from kinpath.phenotyping.drift import Scored, fit_reference
+from kinpath.phenotyping.evaluate import (
     before_thresholds,
     coverage_curves,
     split_metrics,
     test_metrics,
     truth_names,
 )
-from phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
+from kinpath.phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
 
 if TYPE_CHECKING:
-    from phenotyping.data import ReportDataModule
+    from kinpath.phenotyping.data import ReportDataModule
 
 log = logging.getLogger(__name__)
 

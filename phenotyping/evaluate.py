@@ -2,7 +2,7 @@
 
 ``labels`` are the data's class ids per task (``-100`` missing, ``-1`` a code
 no training report carries), ``index`` the data's row of each prediction, and
-``dm`` anything with the :class:`~phenotyping.data.ReportDataModule` members
+``dm`` anything with the :class:`~kinpath.phenotyping.data.ReportDataModule` members
 ``codes``, ``train_code_counts`` and ``source_of`` (None: no rare-code or
 per-table figures).
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from phenotyping.abstain import choose_threshold
-from phenotyping.decode import Decoded, Decoder, decode, decoded_metrics, independent
-from phenotyping.metrics import classification_metrics, rare_macro_f1
-from phenotyping.tasks import MISSING
+from kinpath.phenotyping.abstain import choose_threshold
+from kinpath.phenotyping.decode import Decoded, Decoder, decode, decoded_metrics, independent
+from kinpath.phenotyping.metrics import classification_metrics, rare_macro_f1
+from kinpath.phenotyping.tasks import MISSING
 
 
 def truth_names(
@@ -124,7 +124,7 @@ def coverage_curves(
     decoded: Decoded, labels: np.ndarray, decoder: Decoder, tasks: list[str]
 ) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
     """Per task, over the labelled reports: the decoded confidence, whether the code was right,
-    and the task's threshold (:func:`phenotyping.plots.accuracy_coverage_png`)."""
+    and the task's threshold (:func:`kinpath.phenotyping.plots.accuracy_coverage_png`)."""
     truth = truth_names(labels, tasks, decoder.label_maps)
     curves = {}
     for t in tasks:

@@ -1,11 +1,11 @@
 """Evidence: where in a report each emitted code comes from, as character offsets.
 
-:func:`phenotyping.bundle.score` finds, per task, the token windows that most
+:func:`kinpath.phenotyping.bundle.score` finds, per task, the token windows that most
 support the class
-(:meth:`phenotyping.network.MTCNN.window_scores`) of the code the decoder emitted
+(:meth:`kinpath.phenotyping.network.MTCNN.window_scores`) of the code the decoder emitted
 (:func:`emitted_classes`: the class itself, or for a back-off code — ``C34.9`` for
 an uncertain ``C34.1`` — its most probable class that backs off to it), and
-:func:`char_spans` turns token spans into offsets into the text the job read, using the tokenizer's spans (:meth:`embeddings.tokenize.ReportTokenizer.pipe_spans`).
+:func:`char_spans` turns token spans into offsets into the text the job read, using the tokenizer's spans (:meth:`kinpath.embeddings.tokenize.ReportTokenizer.pipe_spans`).
 An output cell is JSON ``[[start, end, weight], ...]``, best first: offsets
 only, never the words.
 """

@@ -30,7 +30,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from kg.graph import KnowledgeGraph
+from kinpath.kg.graph import KnowledgeGraph
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from kg.graph import KnowledgeGraph
+from kinpath.kg.graph import KnowledgeGraph
 
 KNOWLEDGE_TASKS = ("site", "subsite", "histology")
 

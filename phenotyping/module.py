@@ -1,17 +1,17 @@
-"""The LightningModule around :class:`~phenotyping.network.MTCNN`: loss, metrics, decoding.
+"""The LightningModule around :class:`~kinpath.phenotyping.network.MTCNN`: loss, metrics, decoding.
 
 * Loss: the sum over tasks of cross-entropy over the reports that carry that
   task's label. A missing (or unseen-in-training) label is masked out: a task
   with no label in a batch adds exactly zero loss and zero gradient to its head.
 * Metrics, per task on validation and test: accuracy, micro-F1 and macro-F1,
   logged as ``val/<task>/macro_f1`` etc.; ``val/loss`` drives early stopping.
-* Decoding: at the end of every validation epoch a :class:`~phenotyping.decode.Decoder`
+* Decoding: at the end of every validation epoch a :class:`~kinpath.phenotyping.decode.Decoder`
   (temperatures, bounded thresholds, back-off thresholds) is fitted on the
   validation predictions with the data's coding rules (graph hierarchy, valid
   site × histology pairs); it is saved in the checkpoint (so the best
   checkpoint carries its epoch's decoder). At test start the training sites'
   centroids and the out-of-scope threshold are computed
-  (:mod:`phenotyping.scope`). Test metrics are on the decoded output:
+  (:mod:`kinpath.phenotyping.scope`). Test metrics are on the decoded output:
   ``test/<task>/coverage`` (auto-coded share), ``.../covered_accuracy``,
   ``.../backoff`` and ``.../backoff_accuracy``, ``test/edit_checks``,
   ``test/out_of_scope``, ``test/contradictions``; F1 is the heads' argmax.
@@ -35,19 +35,19 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from pytorch_lightning.loggers import MLFlowLogger
 
-from phenotyping.decode import Decoder, decode, fit_decoder
-from phenotyping.drift import Reference, Scored, fit_reference
-from phenotyping.evaluate import (
+from kinpath.phenotyping.decode import Decoder, decode, fit_decoder
+from kinpath.phenotyping.drift import Reference, Scored, fit_reference
+from kinpath.phenotyping.evaluate import (
     before_thresholds,
     coverage_curves,
     split_metrics,
     test_metrics,
     truth_names,
 )
-from phenotyping.hierarchy import Hierarchy
-from phenotyping.network import HEADS, KNOWLEDGE_HEADS, MTCNN
-from phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
-from phenotyping.scope import similarity, site_centroids
+from kinpath.phenotyping.hierarchy import Hierarchy
+from kinpath.phenotyping.network import HEADS, KNOWLEDGE_HEADS, MTCNN
+from kinpath.phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
+from kinpath.phenotyping.scope import similarity, site_centroids
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ class MTCNNModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if not path or dm is None:
             return
-        from phenotyping.bundle import check_reads_like, load_bundle, score_ids
+        from kinpath.phenotyping.bundle import check_reads_like, load_bundle, score_ids
 
         teacher = load_bundle(Path(path), precision="fp32")
         check_reads_like(teacher, dm.vocab.itos, dm.label_maps)

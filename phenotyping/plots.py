@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from phenotyping.abstain import curve
+from kinpath.phenotyping.abstain import curve
 
 
 def _plt() -> Any:

@@ -4,7 +4,7 @@ A model that moves to another hospital keeps what it learned but not necessarily
 promise: confidences that meant 97% on the validation reports may mean less there.
 :func:`recalibrate` scores a few hundred reports the site's registrars reviewed (the
 review export, or any labelled table in the training format), refits the decoder on
-them (temperatures, thresholds, back-off, scope: :func:`phenotyping.decode.fit_decoder`,
+them (temperatures, thresholds, back-off, scope: :func:`kinpath.phenotyping.decode.fit_decoder`,
 with the model's coding rules and targets) and the drift reference, and writes a new
 bundle whose network, tokenizer and vocabulary are the base model's, byte for byte.
 """
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kg.errors import InputError
-from phenotyping.bundle import encode, load_bundle, score
-from phenotyping.decode import decode, decoded_metrics, fit_decoder
-from phenotyping.drift import Scored, fit_reference
+from kinpath.kg.errors import InputError
+from kinpath.phenotyping.bundle import encode, load_bundle, score
+from kinpath.phenotyping.decode import decode, decoded_metrics, fit_decoder
+from kinpath.phenotyping.drift import Scored, fit_reference
 
 log = logging.getLogger(__name__)
 FEW = 100  # fewer reviewed reports than this: thresholds rest on little
@@ -53,7 +53,7 @@ def check_labels(table: pd.DataFrame, label_maps: dict[str, list[str]], path: Pa
 def recalibrate(bundle_folder: Path, reviewed: Path, out: Path) -> dict[str, float]:
     """Write the recalibrated bundle to ``out``; returns the decoded figures on the reviewed
     reports (in-sample: what the new thresholds were chosen on)."""
-    from kg.reports import read_reports
+    from kinpath.kg.reports import read_reports
 
     reviewed = Path(reviewed)
     table = pd.concat(list(read_reports(reviewed)), ignore_index=True)

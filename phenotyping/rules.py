@@ -24,7 +24,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from kg.errors import InputError
+from kinpath.kg.errors import InputError
 
 NOT_APPLICABLE = "not applicable"  # SEER laterality code 0: not a paired site
 
@@ -32,7 +32,9 @@ NOT_APPLICABLE = "not applicable"  # SEER laterality code 0: not a paired site
 @cache
 def laterality_sites() -> frozenset[str]:
     """Subsite codes (``C34.1``) for which laterality is coded."""
-    text = resources.files("phenotyping").joinpath("tables/laterality_sites.csv").read_text()
+    text = (
+        resources.files("kinpath.phenotyping").joinpath("tables/laterality_sites.csv").read_text()
+    )
     rows = csv.DictReader(io.StringIO("".join(x for x in text.splitlines(True) if x[:1] != "#")))
     return frozenset(r["code"] for r in rows)
 

@@ -6,7 +6,7 @@ melanoma, and may answer confidently. Each training site with enough reports
 patients) gets a centroid of the CNN's document vectors (L2-normalized); a
 report's *similarity* is its highest cosine to any centroid. The decoder's
 scope threshold is a low quantile of the validation reports' similarities
-(:func:`phenotyping.decode.fit_decoder`), so a report further from every
+(:func:`kinpath.phenotyping.decode.fit_decoder`), so a report further from every
 training site than nearly all validation reports is flagged ``out_of_scope``
 and not auto-coded. Centroids are averages of many reports' vectors, no text.
 """

@@ -1,6 +1,6 @@
 """Which MLflow store a kinpath command uses: one resolver for every command.
 
-Kept apart from :mod:`phenotyping.cli` (which loads Lightning) so that the batch job, the
+Kept apart from :mod:`kinpath.phenotyping.cli` (which loads Lightning) so that the batch job, the
 registry commands and ``kinpath run`` resolve the store the same way without loading it.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kg.secrets import warn_if_password
+from kinpath.kg.secrets import warn_if_password
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 
@@ -33,7 +33,7 @@ def tracking_uri(uri: str | None = None) -> str:
 def existing_store(uri: str | None = None) -> str:
     """:func:`tracking_uri`, for a command that only reads (loads a model, lists versions):
     a SQLite store that does not exist is an error naming it, never a new empty store."""
-    from kg.errors import InputError
+    from kinpath.kg.errors import InputError
 
     resolved = tracking_uri(uri)
     prefix = "sqlite:///"

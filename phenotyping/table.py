@@ -1,5 +1,5 @@
 """The results table's arithmetic and Markdown: mean ± standard deviation over seeds, a row per
-method. Kept apart from :mod:`phenotyping.compare` (which fits) so that the pipeline's report
+method. Kept apart from :mod:`kinpath.phenotyping.compare` (which fits) so that the pipeline's report
 and ``kinpath run --help`` need no torch or Lightning."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The vocabulary, padding and batching that training and inference share.
 
-Kept apart from :mod:`phenotyping.data` so that the inference path
-(:mod:`phenotyping.bundle`, the registered model) imports torch but never
+Kept apart from :mod:`kinpath.phenotyping.data` so that the inference path
+(:mod:`kinpath.phenotyping.bundle`, the registered model) imports torch but never
 Lightning. Token 0 pads, token 1 is out-of-vocabulary; a batch is padded to
 its longest report, at least the widest convolution window.
 """

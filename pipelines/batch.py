@@ -1,6 +1,6 @@
 """``kinpath predict``: score a night's reports with a registered model.
 
-The job reads records in input order (:mod:`pipelines.records`), cuts them into
+The job reads records in input order (:mod:`kinpath.pipelines.records`), cuts them into
 chunks of ``chunk_size`` records and writes each chunk's rows as its own
 parquet part, atomically (a temporary file, fsync, rename), into
 ``<output>.parts/``. A killed job leaves only whole parts behind; ``--resume``
@@ -22,7 +22,7 @@ shows it rather than running it as a formula; parquet is written as is.
 One row per input record: ``record`` (its number in the input), ``report_id``,
 ``status`` (``ok``, ``truncated``: scored on its first ``max_length`` tokens,
 ``error``), ``error`` (``kind: detail``), then the model's columns
-(:mod:`pipelines.model`), empty on error rows. The job ends with a JSON summary;
+(:mod:`kinpath.pipelines.model`), empty on error rows. The job ends with a JSON summary;
 logs carry record numbers, ids and counts, never text.
 """
 
@@ -48,12 +48,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from kg.errors import InputError
-from kg.reports import table_sha256
-from phenotyping.bundle import Bundle, ChunkEncoder, Encoding
-from phenotyping.drift import Accumulator, check
-from pipelines.model import output_columns, output_types, predictions, record_rows
-from pipelines.records import Record, read_records
+from kinpath.kg.errors import InputError
+from kinpath.kg.reports import table_sha256
+from kinpath.phenotyping.bundle import Bundle, ChunkEncoder, Encoding
+from kinpath.phenotyping.drift import Accumulator, check
+from kinpath.pipelines.model import output_columns, output_types, predictions, record_rows
+from kinpath.pipelines.records import Record, read_records
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def load_model(uri: str, tracking: str | None = None, precision: str = "auto") -
     (phenotyping.bundle)."""
     import mlflow
 
-    from phenotyping.store import existing_store, tracking_uri
+    from kinpath.phenotyping.store import existing_store, tracking_uri
 
     # a registered model or a run's is read from the store, which must exist; a path is not
     store = (

@@ -8,7 +8,7 @@ config.yaml`` (jsonargparse): the YAML's keys are the subcommand's options.
 Options may be spelled with dashes or underscores (``--on-error`` or
 ``--on_error``). Bad input exits with status 2 and a message naming the file
 and line; it never quotes the content. No message or log line carries a password
-(:mod:`kg.secrets`).
+(:mod:`kinpath.kg.secrets`).
 
 Only the named subcommand's module is imported, so ``kinpath --help`` and
 ``kinpath predict --help`` answer without loading spaCy, Lightning or MLflow.
@@ -24,23 +24,23 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from kg.errors import InputError
-from kg.secrets import redact
+from kinpath.kg.errors import InputError
+from kinpath.kg.secrets import redact
 
 log = logging.getLogger("kinpath")
 
 # subcommand -> (module, attribute, one line of help)
 SUBCOMMANDS = {
-    "kg": ("kg.cli", "COMMANDS", "knowledge graph: build (UMLS RRF / OBO), stats, link a corpus, embed (pykeen)"),
-    "embed": ("embeddings.cli", "COMMANDS", "word vectors: train, compare (word2vec / retrofit / kg-joint), evaluate"),
-    "phenotype": ("phenotyping.compare", "COMMANDS", "compare MT-CNN initializations and the TF-IDF baseline"),
-    "registry": ("pipelines.jobs", "REGISTRY_COMMANDS", "MLflow model registry: register, promote, list, ensemble (seeds as one model)"),
-    "predict": ("pipelines.jobs", "predict", "score reports with a registered model (files or an OMOP warehouse; resumable)"),
-    "drift": ("pipelines.jobs", "drift", "is a batch like the model's validation reports? ok / warn / stop (exit 3)"),
-    "omop": ("pipelines.jobs", "OMOP_COMMANDS", "OMOP warehouse: init-schema (CDM v5.4 NOTE, NOTE_NLP)"),
-    "review": ("pipelines.review.cli", "COMMANDS", "the registrars' review queue: serve (web app), export (training table), add-user"),
-    "run": ("pipelines.run", "run", "the whole pipeline from a config, stages cached"),
-    "demo": ("pipelines.run", "demo", "the pipeline on synthetic reports and a synthetic graph"),
+    "kg": ("kinpath.kg.cli", "COMMANDS", "knowledge graph: build (UMLS RRF / OBO), stats, link a corpus, embed (pykeen)"),
+    "embed": ("kinpath.embeddings.cli", "COMMANDS", "word vectors: train, compare (word2vec / retrofit / kg-joint), evaluate"),
+    "phenotype": ("kinpath.phenotyping.compare", "COMMANDS", "compare MT-CNN initializations and the TF-IDF baseline"),
+    "registry": ("kinpath.pipelines.jobs", "REGISTRY_COMMANDS", "MLflow model registry: register, promote, list, ensemble (seeds as one model)"),
+    "predict": ("kinpath.pipelines.jobs", "predict", "score reports with a registered model (files or an OMOP warehouse; resumable)"),
+    "drift": ("kinpath.pipelines.jobs", "drift", "is a batch like the model's validation reports? ok / warn / stop (exit 3)"),
+    "omop": ("kinpath.pipelines.jobs", "OMOP_COMMANDS", "OMOP warehouse: init-schema (CDM v5.4 NOTE, NOTE_NLP)"),
+    "review": ("kinpath.pipelines.review.cli", "COMMANDS", "the registrars' review queue: serve (web app), export (training table), add-user"),
+    "run": ("kinpath.pipelines.run", "run", "the whole pipeline from a config, stages cached"),
+    "demo": ("kinpath.pipelines.run", "demo", "the pipeline on synthetic reports and a synthetic graph"),
 }  # fmt: skip
 
 USAGE = (
@@ -77,7 +77,7 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from kg.logs import setup
+    from kinpath.kg.logs import setup
 
     setup()
     args = normalize_argv(sys.argv[1:] if argv is None else argv)

@@ -4,7 +4,7 @@ Fetches each run's ``bundle/`` and resolved ``config.yaml`` from MLflow, checks
 that the fits differ only in their seed (and run name and checkpoint folder),
 reads the data the way the fits did (the config's ``data`` section, paths
 relative to the folder the fits ran in), builds the ensemble
-(:func:`phenotyping.ensemble.build_ensemble`) and logs it as a new run of the
+(:func:`kinpath.phenotyping.ensemble.build_ensemble`) and logs it as a new run of the
 members' experiment: params (member runs and seeds, no report text), the
 validation and test figures under the fits' names, ``bundle/`` (which
 ``kinpath registry register`` takes like a fit's), and the decoder and plots
@@ -24,8 +24,8 @@ import mlflow
 import yaml
 from mlflow import MlflowClient
 
-from kg.errors import InputError
-from phenotyping.store import tracking_uri
+from kinpath.kg.errors import InputError
+from kinpath.phenotyping.store import tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,9 @@ DATA_PATHS = ("data", "embeddings", "graph", "valid_combinations")
 
 def ensemble(run_ids: list[str], uri: str | None = None, run_name: str | None = None) -> dict:
     """Build and log the ensemble of these fits; its run id, validation loss and figures."""
-    from phenotyping.data import ReportDataModule
-    from phenotyping.ensemble import build_ensemble
-    from phenotyping.network import KNOWLEDGE_HEADS
+    from kinpath.phenotyping.data import ReportDataModule
+    from kinpath.phenotyping.ensemble import build_ensemble
+    from kinpath.phenotyping.network import KNOWLEDGE_HEADS
 
     if len(set(run_ids)) < 2:
         raise InputError(f"an ensemble needs two or more distinct runs, not {run_ids}")
@@ -114,8 +114,8 @@ def _with_defaults(cfg: dict) -> dict:
     the option at its default."""
     import inspect
 
-    from phenotyping.data import ReportDataModule
-    from phenotyping.module import MTCNNModule
+    from kinpath.phenotyping.data import ReportDataModule
+    from kinpath.phenotyping.module import MTCNNModule
 
     out = copy.deepcopy(cfg)
     for section, cls in (("model", MTCNNModule), ("data", ReportDataModule)):

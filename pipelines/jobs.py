@@ -1,7 +1,7 @@
 """``kinpath predict`` and ``kinpath registry ...``: the hospital-facing commands.
 
 Thin wrappers: option parsing and printing here, the work in
-:mod:`pipelines.batch` and :mod:`pipelines.registry`.
+:mod:`kinpath.pipelines.batch` and :mod:`kinpath.pipelines.registry`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.notes import NoteSelection
+from kinpath.pipelines.notes import NoteSelection
 
 
 def predict(
@@ -53,16 +53,16 @@ def predict(
             heads bf16 on a CPU with bf16 in hardware, with close calls scored again in fp32;
             fp32 elsewhere and on a GPU), fp32, int8, or bf16.
     """
-    from kg.errors import InputError
-    from pipelines.batch import load_model
-    from pipelines.batch import predict as run_batch
+    from kinpath.kg.errors import InputError
+    from kinpath.pipelines.batch import load_model
+    from kinpath.pipelines.batch import predict as run_batch
 
     if model is None or input is None:
         raise InputError("--model and --input are required")
     if input.startswith(("postgresql://", "postgres://")):
         if output is not None:
             raise InputError("a warehouse input writes its NOTE_NLP table: give no --output")
-        from pipelines.omop import score_notes
+        from kinpath.pipelines.omop import score_notes
 
         summary = score_notes(load_model(model, tracking_uri, precision), input, notes,
                               chunk_size, batch_size, concepts, workers)  # fmt: skip
@@ -102,8 +102,8 @@ def drift(
         workers: Processes that tokenize the next chunks while one is scored; 0: none.
         precision: auto, fp32, int8 or bf16 (as kinpath predict).
     """
-    from kg.errors import InputError
-    from pipelines.batch import check_drift, load_model
+    from kinpath.kg.errors import InputError
+    from kinpath.pipelines.batch import check_drift, load_model
 
     if model is None or input is None:
         raise InputError("--model and --input are required")
@@ -122,8 +122,8 @@ def init_schema(uri: str | None = None, schema: str = "public") -> None:
             ~/.pgpass); required.
         schema: The CDM schema.
     """
-    from kg.errors import InputError
-    from pipelines.omop import init_schema as create
+    from kinpath.kg.errors import InputError
+    from kinpath.pipelines.omop import init_schema as create
 
     if uri is None:
         raise InputError("--uri is required")
@@ -138,7 +138,7 @@ def register(run_id: str, name: str = "kinpath", tracking_uri: str | None = None
         name: Registered model name.
         tracking_uri: MLflow tracking URI.
     """
-    from pipelines import registry
+    from kinpath.pipelines import registry
 
     r = registry.register(run_id, name, tracking_uri)
     print(json.dumps(r.__dict__, indent=2))
@@ -155,7 +155,7 @@ def promote(
         alias: Alias to set.
         tracking_uri: MLflow tracking URI.
     """
-    from pipelines import registry
+    from kinpath.pipelines import registry
 
     registry.promote(name, version, alias, tracking_uri)
     print(
@@ -175,7 +175,7 @@ def list_(tracking_uri: str | None = None, json: bool = False) -> None:
     """
     import json as jsonlib
 
-    from pipelines import registry
+    from kinpath.pipelines import registry
 
     rows = registry.list_models(tracking_uri)
     print(jsonlib.dumps(rows, indent=2, default=str) if json else versions_table(rows))
@@ -221,9 +221,9 @@ def ensemble(
         run_name: The new run's name (default: the members' name with their seeds).
         tracking_uri: MLflow tracking URI.
     """
-    from kg.errors import InputError
-    from pipelines import registry
-    from pipelines.ensemble import ensemble as build
+    from kinpath.kg.errors import InputError
+    from kinpath.pipelines import registry
+    from kinpath.pipelines.ensemble import ensemble as build
 
     if alias and not name:
         raise InputError("--alias needs --name")
@@ -255,8 +255,8 @@ def recalibrate(
             (required).
         tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db).
     """
-    from kg.errors import InputError
-    from pipelines import registry
+    from kinpath.kg.errors import InputError
+    from kinpath.pipelines import registry
 
     if model is None or reviewed is None or not name:
         raise InputError("--model, --reviewed and --name are required")

@@ -2,16 +2,16 @@
 
 Input: a table with ``report_id`` and ``text``. Output, one row per report, in
 the input's order: ``report_id``; ``status`` (``ok``, ``truncated``, ``error``) and
-``error`` (``kind: detail`` as :mod:`pipelines.records` names them: ``empty_text``,
+``error`` (``kind: detail`` as :mod:`kinpath.pipelines.records` names them: ``empty_text``,
 ``missing_id``, ``duplicate_id``, ``malformed_row``; the rest of an error row is
 empty); per task ``<task>_label`` (the decoded code:
-consistent across tasks, see :mod:`phenotyping.decode`), ``<task>_prob`` (its
+consistent across tasks, see :mod:`kinpath.phenotyping.decode`), ``<task>_prob`` (its
 calibrated confidence), ``<task>_abstain`` (not auto-coded: to review),
 ``<task>_backoff`` (the label is the NOS parent of an uncertain fine code) and
 ``<task>_top3`` (JSON: ``[[label, prob], ...]``, the head's own calibrated
 probabilities) and ``<task>_evidence`` (JSON: ``[[start, end, weight], ...]``, at
 most three character spans of the text that most support the emitted code,
-best first: :mod:`phenotyping.evidence`; offsets only); ``edit_checks`` (the failed checks, comma-separated, empty
+best first: :mod:`kinpath.phenotyping.evidence`; offsets only); ``edit_checks`` (the failed checks, comma-separated, empty
 when none: a record with one is never auto-coded), ``out_of_scope`` (unlike
 the training reports: nothing auto-coded) and ``truncated`` (the report was
 longer than the model reads).
@@ -35,12 +35,12 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, Schema
 
-from kg.errors import InputError
-from phenotyping import evidence
-from phenotyping.bundle import Bundle, Encoding, encode, load_bundle, score
-from phenotyping.decode import calibrate, decode
-from phenotyping.drift import Accumulator, Scored
-from pipelines.records import Record, frame_records
+from kinpath.kg.errors import InputError
+from kinpath.phenotyping import evidence
+from kinpath.phenotyping.bundle import Bundle, Encoding, encode, load_bundle, score
+from kinpath.phenotyping.decode import calibrate, decode
+from kinpath.phenotyping.drift import Accumulator, Scored
+from kinpath.pipelines.records import Record, frame_records
 
 INPUT_COLUMNS = ("report_id", "text")
 TASK_COLUMNS = (("label", "string"), ("prob", "double"), ("abstain", "boolean"),

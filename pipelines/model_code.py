@@ -7,6 +7,6 @@ only code that can be read here.
 
 from mlflow.models import set_model
 
-from pipelines.model import KinpathModel
+from kinpath.pipelines.model import KinpathModel
 
 set_model(KinpathModel())

@@ -1,4 +1,4 @@
-"""Which OMOP ``NOTE`` rows a warehouse job scores (kept apart from :mod:`pipelines.omop`
+"""Which OMOP ``NOTE`` rows a warehouse job scores (kept apart from :mod:`kinpath.pipelines.omop`
 so that ``kinpath predict --help`` reads it without loading the scoring code)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kg.errors import InputError
+from kinpath.kg.errors import InputError
 
 if TYPE_CHECKING:
     from psycopg import sql

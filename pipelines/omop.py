@@ -6,7 +6,7 @@ query them. :func:`score_notes` selects notes (by ``note_type_concept_id``,
 ``note_class_concept_id``, a ``note_date`` window, or only those without a
 ``NOTE_NLP`` row from this model version yet), reads them through a
 server-side cursor in ``note_id`` order (never the whole table in memory),
-scores each chunk with :func:`pipelines.batch.score_records` and writes, in
+scores each chunk with :func:`kinpath.pipelines.batch.score_records` and writes, in
 **one transaction per chunk**, the chunk's ``NOTE_NLP`` rows together with a
 row of kinpath's own progress table. A ``kill -9`` at any moment therefore
 leaves whole chunks only, and a rerun resumes after the last committed
@@ -61,16 +61,16 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from kg.errors import InputError
-from kg.secrets import redact, warn_if_password
-from pipelines.notes import NoteSelection, check_schema
+from kinpath.kg.errors import InputError
+from kinpath.kg.secrets import redact, warn_if_password
+from kinpath.pipelines.notes import NoteSelection, check_schema
 
 if TYPE_CHECKING:  # the heavy imports wait until a job runs: `kinpath predict --help` stays quick
     import psycopg
     from psycopg import sql
 
-    from pipelines.batch import LoadedModel
-    from pipelines.records import Record
+    from kinpath.pipelines.batch import LoadedModel
+    from kinpath.pipelines.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _notes(
 
 
 def _record(n: int, note_id: int, raw: bytes | None) -> Record:
-    from pipelines.records import Record
+    from kinpath.pipelines.records import Record
 
     rid = str(note_id)
     if raw is None:
@@ -286,8 +286,14 @@ def score_notes(
     import psycopg
     from psycopg import sql
 
-    from phenotyping.drift import Accumulator
-    from pipelines.batch import drift_summary, encoded_ahead, parent_only, release, score_records
+    from kinpath.phenotyping.drift import Accumulator
+    from kinpath.pipelines.batch import (
+        drift_summary,
+        encoded_ahead,
+        parent_only,
+        release,
+        score_records,
+    )
 
     if chunk_size < 1 or batch_size < 1:
         raise InputError(

@@ -1,6 +1,6 @@
 """Reading a night's reports record by record, turning bad records into error rows.
 
-Unlike :mod:`kg.reports` (which stops at the first problem, right for training
+Unlike :mod:`kinpath.kg.reports` (which stops at the first problem, right for training
 data a person prepared), a batch job must score every good report and account
 for every bad one. :func:`read_records` yields one :class:`Record` per input
 record, in input order, numbered from 1; a record that cannot be read carries
@@ -43,8 +43,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from kg.errors import InputError
-from kg.reports import txt_entries
+from kinpath.kg.errors import InputError
+from kinpath.kg.reports import txt_entries
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,16 @@
 """The MLflow model registry: register a training run's model, promote it, list models.
 
 ``register`` takes the ``bundle/`` a phenotyping fit logged to its run, wraps it
-as a pyfunc model (:mod:`pipelines.model`) logged into the same run, and makes
+as a pyfunc model (:mod:`kinpath.pipelines.model`) logged into the same run, and makes
 it a new version of a named model, tagged with the run's test metrics and the
 provenance (graph checksum, embedding method, corpus checksum), its description a
-model card (:mod:`pipelines.card`). ``promote``
+model card (:mod:`kinpath.pipelines.card`). ``promote``
 points an alias (``champion``) at a version; MLflow 3 aliases, not the
 deprecated stages. Every loader takes ``models:/NAME@ALIAS``.
 
 The tracking URI is the ``--tracking_uri`` option, else ``MLFLOW_TRACKING_URI``,
 else the embedded default ``sqlite:///mlruns.db`` in the project folder
-(:mod:`phenotyping.store`); these commands only read or add to a store, so one that
+(:mod:`kinpath.phenotyping.store`); these commands only read or add to a store, so one that
 does not exist is an error, never a new empty store.
 """
 
@@ -26,10 +26,10 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from kg.errors import InputError
-from phenotyping.store import existing_store
-from pipelines.card import model_card
-from pipelines.model import signature
+from kinpath.kg.errors import InputError
+from kinpath.phenotyping.store import existing_store
+from kinpath.pipelines.card import model_card
+from kinpath.pipelines.model import signature
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,12 @@ def register(run_id: str, name: str, uri: str | None = None) -> Registered:
 
 def recalibrate(model: str, reviewed: Path, name: str, uri: str | None = None) -> Registered:
     """A new version of ``name``: ``model``'s network with its decoder refitted on a site's
-    reviewed reports (:mod:`phenotyping.recalibrate`), logged as a run of the
+    reviewed reports (:mod:`kinpath.phenotyping.recalibrate`), logged as a run of the
     ``kinpath-recalibration`` experiment and tagged with the base version and the reviewed
     table's checksum."""
-    from kg.reports import table_sha256
-    from phenotyping.recalibrate import recalibrate as refit
-    from pipelines.batch import load_model
+    from kinpath.kg.reports import table_sha256
+    from kinpath.phenotyping.recalibrate import recalibrate as refit
+    from kinpath.pipelines.batch import load_model
 
     store = existing_store(uri)
     base = load_model(model, store, "fp32")
@@ -132,13 +132,11 @@ def recalibrate(model: str, reviewed: Path, name: str, uri: str | None = None) -
 
 
 def _package_dirs() -> list[str]:
-    """kinpath's own packages travel with the model, so it loads where kinpath is not installed."""
-    import embeddings
-    import kg
-    import phenotyping
-    import pipelines
+    """kinpath's own code travels with the model, so it loads where kinpath is not installed:
+    the one ``kinpath`` package (its subpackages are the project's four folders)."""
+    import kinpath
 
-    return [str(Path(m.__file__).parent) for m in (kg, embeddings, phenotyping, pipelines)]  # type: ignore[arg-type]
+    return [str(Path(kinpath.__file__).parent)]
 
 
 # the distributions kinpath's inference path imports (pipelines.model and what it loads);

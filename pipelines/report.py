@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phenotyping.table import method_table
+from kinpath.phenotyping.table import method_table
 
 
 def _f1_plot(results: dict[str, dict[str, float]], tasks: list[str], path: Path) -> Path:

@@ -50,15 +50,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from embeddings.config import JointConfig, Word2VecConfig
-from kg.errors import InputError
-from kg.graph import build_graph, file_sha256
-from kg.pairs import PairConfig
-from kg.reports import read_reports, table_paths, table_sha256
-from kg.secrets import redact
-from phenotyping.store import tracking_uri as store_uri
-from phenotyping.table import aggregate_seeds, method_table
-from pipelines.report import task_names
+from kinpath.embeddings.config import JointConfig, Word2VecConfig
+from kinpath.kg.errors import InputError
+from kinpath.kg.graph import build_graph, file_sha256
+from kinpath.kg.pairs import PairConfig
+from kinpath.kg.reports import read_reports, table_paths, table_sha256
+from kinpath.kg.secrets import redact
+from kinpath.phenotyping.store import tracking_uri as store_uri
+from kinpath.phenotyping.table import aggregate_seeds, method_table
+from kinpath.pipelines.report import task_names
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def run(
     tracking_uri = store_uri(tracking_uri)
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # the fits' LightningCLI reads it
     log.info("MLflow tracking store: %s", tracking_uri)
-    from phenotyping.network import HEADS
+    from kinpath.phenotyping.network import HEADS
 
     for h in fit.heads:
         if h not in HEADS:
@@ -247,7 +247,7 @@ def run(
                 "reports": [str(p.resolve()) for p in table_paths(data.reports)],
                 "sha256": given_sha,
             }
-        from pipelines.synthetic import synthetic_reports, write_valid_combinations
+        from kinpath.pipelines.synthetic import synthetic_reports, write_valid_combinations
 
         p = folder / "reports.csv"
         synthetic_reports(data.synthetic_reports, data.synthetic_seed).to_csv(p, index=False)
@@ -271,7 +271,7 @@ def run(
                 ([Path(graph.obo)] if graph.obo else []),
             )
         else:
-            from pipelines.synthetic import write_mini_graph
+            from kinpath.pipelines.synthetic import write_mini_graph
 
             umls_dirs, obo_files = [write_mini_graph(folder / "META")], []
         res = build_graph(folder / "graph", umls_dirs=umls_dirs, obo_files=obo_files)
@@ -280,9 +280,9 @@ def run(
     g = st.run("graph", _source_settings(graph), [], graph_stage, packages=("kg",))
 
     def embeddings_stage(folder: Path) -> dict:
-        from embeddings.cli import evaluation, train_methods
-        from embeddings.retrofit import RetrofitConfig
-        from embeddings.tokenize import TokenizerConfig
+        from kinpath.embeddings.cli import evaluation, train_methods
+        from kinpath.embeddings.retrofit import RetrofitConfig
+        from kinpath.embeddings.tokenize import TokenizerConfig
 
         written = train_methods(
             methods, reports, Path(g["graph"]), folder, True, seed, "train", data.split_column,
@@ -332,8 +332,8 @@ def run(
     )
 
     def baseline_stage(folder: Path) -> dict:
-        from phenotyping.baseline import tfidf_baseline
-        from phenotyping.data import ReportDataModule
+        from kinpath.phenotyping.baseline import tfidf_baseline
+        from kinpath.phenotyping.data import ReportDataModule
 
         dm = ReportDataModule([str(p) for p in reports], embeddings=emb[methods[-1]], id_column=data.id_column,
                               text_column=data.text_column, split_column=data.split_column, seed=seed)  # fmt: skip
@@ -343,7 +343,7 @@ def run(
                   packages=FIT_PACKAGES)  # fmt: skip
 
     def registry_stage(folder: Path) -> dict:
-        from pipelines import registry as reg
+        from kinpath.pipelines import registry as reg
 
         r = reg.register(champion_fit["run_id"], registry.model_name, tracking_uri)
         reg.promote(registry.model_name, r.version, registry.alias, tracking_uri)
@@ -358,7 +358,7 @@ def run(
                    exists=lambda out: _version_exists(out["name"], out["version"]))  # fmt: skip
 
     def predict_stage(folder: Path) -> dict:
-        from pipelines.batch import load_model, predict
+        from kinpath.pipelines.batch import load_model, predict
 
         # the test split's rows as the batch job's input: a transient local file, removed once
         # scored, so no copy of report text stays in the run folder
@@ -379,7 +379,7 @@ def run(
     pred = st.run("predict", {"model": model}, ["registry", "data"], predict_stage)
 
     def report_stage(folder: Path) -> dict:
-        from pipelines.report import write_report
+        from kinpath.pipelines.report import write_report
 
         return write_report(
             folder, results | {"tfidf-logreg": base["metrics"]}, spreads, emb, pred, model,
@@ -400,7 +400,7 @@ def run(
     print(f"stages: {json.dumps(st.timings)}; total {time.perf_counter() - t0:.0f}s")
     print(f"report: {rep['markdown']} and {rep['html']}")
     if docs is not None:
-        from pipelines.report import publish
+        from kinpath.pipelines.report import publish
 
         argv = sys.argv[1:]
         command = "kinpath " + " ".join(argv) if argv[:1] == ["run"] else "pipelines.run.run()"
@@ -461,7 +461,7 @@ def _ensembles(
     """One ensemble stage per method fitted with two seeds or more (with ``champion: best``;
     else the named champion's only), each a row of the results; the champion becomes the
     ensemble of the lowest validation loss (the ensemble's own, over the whole split)."""
-    from pipelines.ensemble import ensemble
+    from kinpath.pipelines.ensemble import ensemble
 
     names = [n for n, rs in fits.items() if len(rs) >= 2]
     if registry.champion != "best":
@@ -503,7 +503,7 @@ def _fit_stage(
     valid: str | None,
 ) -> Callable[[Path], dict]:
     def stage(folder: Path) -> dict:
-        from phenotyping.cli import cli
+        from kinpath.phenotyping.cli import cli
 
         folder_for = emb[next(iter(emb))] if init == "random" else emb[init]
         args = ["fit"] + (["-c", fit.config] if fit.config else []) + [

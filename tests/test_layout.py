@@ -1,4 +1,4 @@
-"""Imports flow one way: kg → embeddings → phenotyping → pipelines."""
+"""Imports flow one way: kg → embeddings → phenotyping → pipelines, all under ``kinpath``."""
 
 import ast
 from pathlib import Path
@@ -9,19 +9,47 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAIN = ["kg", "embeddings", "phenotyping", "pipelines"]
 
 
+def _imports(py: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(py.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
 @pytest.mark.parametrize("i", range(len(CHAIN)))
 def test_no_import_runs_back_up_the_chain(i: int) -> None:
-    later = set(CHAIN[i + 1 :])
-    bad = []
-    for py in (ROOT / CHAIN[i]).rglob("*.py"):
-        for node in ast.walk(ast.parse(py.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
-            bad += [f"{py.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in later]
+    later = {f"kinpath.{p}" for p in CHAIN[i + 1 :]}
+    bad = [
+        f"{py.relative_to(ROOT)}: {n}"
+        for py in (ROOT / CHAIN[i]).rglob("*.py")
+        for n in _imports(py)
+        if ".".join(n.split(".")[:2]) in later
+    ]
     assert not bad, bad
+
+
+def test_the_project_imports_its_packages_by_their_kinpath_names_only() -> None:
+    """A bare ``import kg`` would load a second copy of a module (or another project's ``kg``
+    from the package index, where kinpath is installed beside it)."""
+    folders = [*CHAIN, "tests", "bench", "docs", "kinpath"]
+    bad = [
+        f"{py.relative_to(ROOT)}: {n}"
+        for folder in folders
+        for py in (ROOT / folder).rglob("*.py")
+        if not py.is_relative_to(ROOT / "kinpath") or py.parent == ROOT / "kinpath"
+        for n in _imports(py)
+        if n.split(".")[0] in CHAIN
+    ]
+    assert not bad, bad
+
+
+def test_the_namespace_links_are_the_folders() -> None:
+    for p in CHAIN:
+        link = ROOT / "kinpath" / p
+        assert link.is_symlink() and link.resolve() == (ROOT / p).resolve(), link
 
 
 REGISTRY_CALLS = (

@@ -34,11 +34,11 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kg.errors import InputError
-from pipelines.review.auth import COOKIE, Auth, Session
-from pipelines.review.codes import FIXED, CodeBook, valid_code
-from pipelines.review.queue import REASONS, Item, ordered
-from pipelines.review.store import Decision, DecisionStore, now
+from kinpath.kg.errors import InputError
+from kinpath.pipelines.review.auth import COOKIE, Auth, Session
+from kinpath.pipelines.review.codes import FIXED, CodeBook, valid_code
+from kinpath.pipelines.review.queue import REASONS, Item, ordered
+from kinpath.pipelines.review.store import Decision, DecisionStore, now
 
 log = logging.getLogger("kinpath.review")
 HERE = Path(__file__).parent
@@ -59,8 +59,8 @@ class Batch:
     @classmethod
     def load(cls, scored: Path, reports: Path, id_column: str = "report_id",
              text_column: str = "text") -> Batch:  # fmt: skip
-        from kg.reports import table_sha256
-        from pipelines.records import read_records
+        from kinpath.kg.reports import table_sha256
+        from kinpath.pipelines.records import read_records
 
         scored, reports = Path(scored), Path(reports)
         if not scored.exists():
@@ -95,7 +95,7 @@ class Batch:
     def from_warehouse(cls, uri: str, schema: str = "public", system: str | None = None) -> Batch:
         """The ``NOTE_NLP`` rows of one model version (the newest when none is named); the
         notes' text is read from ``NOTE`` when a page needs it."""
-        from pipelines.review.warehouse import NoteTexts, load, selection_checksum
+        from kinpath.pipelines.review.warehouse import NoteTexts, load, selection_checksum
 
         rows, tasks, system = load(uri, schema, system)
         texts = NoteTexts(uri, schema, set(rows))

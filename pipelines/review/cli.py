@@ -1,5 +1,5 @@
 """``kinpath review serve|export|add-user``: option parsing and printing; the work is in
-:mod:`pipelines.review.app` and :mod:`pipelines.review.export`."""
+:mod:`kinpath.pipelines.review.app` and :mod:`kinpath.pipelines.review.export`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
-from kg.errors import InputError
-from kg.secrets import redact
+from kinpath.kg.errors import InputError
+from kinpath.kg.secrets import redact
 
 log = logging.getLogger("kinpath.review")
 
@@ -66,10 +66,10 @@ def serve(
         raise InputError("review either --warehouse or --scored/--reports, not both")
     import uvicorn
 
-    from pipelines.review.app import Batch, create_app
-    from pipelines.review.auth import Auth
-    from pipelines.review.codes import CodeBook
-    from pipelines.review.store import DecisionStore
+    from kinpath.pipelines.review.app import Batch, create_app
+    from kinpath.pipelines.review.auth import Auth
+    from kinpath.pipelines.review.codes import CodeBook
+    from kinpath.pipelines.review.store import DecisionStore
 
     if warehouse is not None:
         batch = Batch.from_warehouse(warehouse, schema, nlp_system)
@@ -116,7 +116,7 @@ def export(
         text_column: The reports' text column.
         patient_column: The reports' patient id column, if any (splits are drawn by patient).
     """
-    from pipelines.review.export import export as run_export
+    from kinpath.pipelines.review.export import export as run_export
 
     if (reports is None) == (warehouse is None) or out is None:
         raise InputError("--out and one of --reports or --warehouse are required")
@@ -133,7 +133,7 @@ def add_user(users: Path | None = None, name: str = "", password_stdin: bool = F
         name: The registrar's login name.
         password_stdin: Read the password from standard input instead of asking.
     """
-    from pipelines.review.auth import add_user as add
+    from kinpath.pipelines.review.auth import add_user as add
 
     if users is None or not name:
         raise InputError("--users and --name are required")

@@ -57,7 +57,7 @@ class CodeBook:
         for t in GRAPH_TASKS:
             entries[t] = {}
         if folder is not None:
-            from kg.graph import load_graph
+            from kinpath.kg.graph import load_graph
 
             atoms = load_graph(Path(folder)).atoms
             by_cui: dict[str, list[str]] = defaultdict(list)

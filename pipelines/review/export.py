@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from kg.errors import InputError
-from kg.reports import table_sha256
-from kg.secrets import redact
-from pipelines.records import read_records
-from pipelines.review.store import DecisionStore
+from kinpath.kg.errors import InputError
+from kinpath.kg.reports import table_sha256
+from kinpath.kg.secrets import redact
+from kinpath.pipelines.records import read_records
+from kinpath.pipelines.review.store import DecisionStore
 
 log = logging.getLogger(__name__)
 TASKS = ("site", "subsite", "laterality", "behavior", "histology", "grade")
@@ -101,7 +101,7 @@ def _notes(uri: str, schema: str, ids: set[str]) -> tuple[dict[str, str], dict[s
     """The text (read as the scoring job reads it) and person of these notes."""
     from psycopg import sql
 
-    from pipelines.omop import _name, _record, connect
+    from kinpath.pipelines.omop import _name, _record, connect
 
     numeric = sorted(int(i) for i in ids if i.isdigit())
     texts, patients = {}, {}

@@ -21,7 +21,7 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from kg.errors import InputError
+from kinpath.kg.errors import InputError
 
 TABLE = "kinpath_review_decision"
 ACTIONS = ("accept", "correct")
@@ -59,7 +59,7 @@ class DecisionStore:
             if not self.path.parent.exists():
                 raise InputError("its folder does not exist", path=self.path)
         elif uri.startswith(("postgresql://", "postgres://")):
-            from pipelines.notes import check_schema
+            from kinpath.pipelines.notes import check_schema
 
             self.path = None
             quoted = check_schema(schema).replace('"', '""')
@@ -78,7 +78,7 @@ class DecisionStore:
                 conn.execute("PRAGMA synchronous=FULL")
                 yield conn
         else:
-            from pipelines.omop import connect
+            from kinpath.pipelines.omop import connect
 
             with connect(self.uri) as conn:
                 yield conn

@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from kg.errors import InputError
+from kinpath.kg.errors import InputError
 
 TASK_OF_LEXICAL = {"histology"}  # lexical_variant 8140/3: the histology with its behavior
 
@@ -38,7 +38,7 @@ class NoteTexts(Mapping[str, str]):
     def __getitem__(self, note_id: str) -> str:
         from psycopg import sql
 
-        from pipelines.omop import _name, _record, connect
+        from kinpath.pipelines.omop import _name, _record, connect
 
         if note_id not in self.ids:
             raise KeyError(note_id)
@@ -72,7 +72,7 @@ def load(
     """The scored rows (by note id) of ``system``'s ``NOTE_NLP`` rows, the tasks, and the system."""
     from psycopg import sql
 
-    from pipelines.omop import _name, connect
+    from kinpath.pipelines.omop import _name, connect
 
     nlp = _name(schema, "note_nlp")
     with connect(uri) as conn:

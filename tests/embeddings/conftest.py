@@ -7,8 +7,8 @@ import random
 import pandas as pd
 import pytest
 
-from embeddings.corpus import Corpus, build_corpus
-from embeddings.tokenize import ReportTokenizer
+from kinpath.embeddings.corpus import Corpus, build_corpus
+from kinpath.embeddings.tokenize import ReportTokenizer
 
 # Two topic clusters; within each, words co-occur. "alpha"/"omega" sit in
 # different clusters, so word2vec keeps them apart; a graph pair joins them.

@@ -4,13 +4,13 @@ from pathlib import Path
 import pytest
 from gensim.models import KeyedVectors
 
-from pipelines.cli import main
+from kinpath.pipelines.cli import main
 from tests.embeddings.conftest import synthetic_reports
 
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kg.graph import build_graph
+    from kinpath.kg.graph import build_graph
 
     fixtures = Path(__file__).parents[1] / "fixtures"
     out = tmp_path_factory.mktemp("g") / "g"

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from embeddings.corpus import Corpus, build_corpus
-from embeddings.tokenize import ReportTokenizer
+from kinpath.embeddings.corpus import Corpus, build_corpus
+from kinpath.embeddings.tokenize import ReportTokenizer
 
 
 def test_slices_cover_the_corpus_once(corpus: Corpus) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 from gensim.models import KeyedVectors
 
-from embeddings.evaluate import heldout_recall, umnsrs
+from kinpath.embeddings.evaluate import heldout_recall, umnsrs
 
 
 def _kv(words: list[str], vecs: list[list[float]]) -> KeyedVectors:

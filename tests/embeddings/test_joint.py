@@ -1,9 +1,9 @@
 import numpy as np
 import pandas as pd
 
-from embeddings.corpus import Corpus
-from embeddings.joint import JointConfig, train_kg_joint
-from embeddings.word2vec import Word2VecConfig
+from kinpath.embeddings.corpus import Corpus
+from kinpath.embeddings.joint import JointConfig, train_kg_joint
+from kinpath.embeddings.word2vec import Word2VecConfig
 
 W2V = Word2VecConfig(vector_size=32, min_count=1, epochs=5, workers=1, sample=0)
 PAIRS = pd.DataFrame(

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 from gensim.models import KeyedVectors
 
-from embeddings.retrofit import RetrofitConfig, retrofit
+from kinpath.embeddings.retrofit import RetrofitConfig, retrofit
 
 
 def _kv() -> KeyedVectors:

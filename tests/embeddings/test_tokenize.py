@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from embeddings.tokenize import ReportTokenizer, TokenizerConfig
+from kinpath.embeddings.tokenize import ReportTokenizer, TokenizerConfig
 
 TEXT = (
     "FINAL DIAGNOSIS: Invasive ductal carcinoma (IDC) of the LEFT breast, grade 2, 2.5 cm. "

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from kg.errors import InputError
-from kg.graph import build_graph, load_graph
+from kinpath.kg.errors import InputError
+from kinpath.kg.graph import build_graph, load_graph
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kg.graph import KnowledgeGraph
-from kg.kge import graph_triples, train_kge
+from kinpath.kg.graph import KnowledgeGraph
+from kinpath.kg.kge import graph_triples, train_kge
 
 
 def _ring_graph(n: int = 30) -> KnowledgeGraph:

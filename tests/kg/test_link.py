@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from kg.graph import KnowledgeGraph, build_graph, load_graph
-from kg.link import ApproximateLinker, PhraseIndex, count_vocabulary, link_vocabulary
-from kg.normalize import words
+from kinpath.kg.graph import KnowledgeGraph, build_graph, load_graph
+from kinpath.kg.link import ApproximateLinker, PhraseIndex, count_vocabulary, link_vocabulary
+from kinpath.kg.normalize import words
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_exact_and_approximate_links(graph: KnowledgeGraph) -> None:
 
 @pytest.mark.shared
 def test_tcga_train_links_multiword_terms(tmp_path: Path, shared: Path) -> None:
-    from kg.reports import read_texts
+    from kinpath.kg.reports import read_texts
 
     build_graph(tmp_path / "g", umls_dirs=[shared / "kg" / "nci-icdo-meta"])
     g = load_graph(tmp_path / "g")

@@ -1,4 +1,4 @@
-from kg.normalize import DATE, NUM, normalize_token, term_key, term_words, words
+from kinpath.kg.normalize import DATE, NUM, normalize_token, term_key, term_words, words
 
 
 def test_tokens_fold_case_unicode_and_punctuation() -> None:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from kg.errors import InputError
-from kg.obo import read_obo
+from kinpath.kg.errors import InputError
+from kinpath.kg.obo import read_obo
 
 
 def test_reads_names_synonyms_parents_xrefs(fixtures: Path) -> None:

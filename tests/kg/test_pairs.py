@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from kg.graph import KnowledgeGraph, build_graph, load_graph
-from kg.pairs import PairConfig, connected_pairs
+from kinpath.kg.graph import KnowledgeGraph, build_graph, load_graph
+from kinpath.kg.pairs import PairConfig, connected_pairs
 
 
 @pytest.fixture(scope="module")

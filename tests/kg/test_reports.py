@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kg.reports import SOURCE, read_reports, source_names, table_sha256
+from kinpath.kg.reports import SOURCE, read_reports, source_names, table_sha256
 
 
 def test_a_byte_order_mark_is_dropped(tmp_path: Path) -> None:

@@ -2,8 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from kg.errors import InputError
-from kg.umls import MRCONSO_FIELDS, MRREL_FIELDS, RrfFile, RrfFilters, read_mrconso, read_mrrel
+from kinpath.kg.errors import InputError
+from kinpath.kg.umls import (
+    MRCONSO_FIELDS,
+    MRREL_FIELDS,
+    RrfFile,
+    RrfFilters,
+    read_mrconso,
+    read_mrrel,
+)
 
 
 def _rows(path: Path, **filters: object) -> list[dict[str, str]]:

@@ -1,6 +1,6 @@
 import numpy as np
 
-from phenotyping.abstain import NEVER, choose_threshold, curve, evaluate_threshold
+from kinpath.phenotyping.abstain import NEVER, choose_threshold, curve, evaluate_threshold
 
 
 def test_threshold_reaches_target_with_most_coverage() -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from phenotyping.baseline import tfidf_baseline
-from phenotyping.data import ReportDataModule
+from kinpath.phenotyping.baseline import tfidf_baseline
+from kinpath.phenotyping.data import ReportDataModule
 
 
 def test_each_table_gets_its_own_auto_coded_share(fixtures: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from phenotyping.cli import cli
+from kinpath.phenotyping.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Zebulon Quixotic-Marchbanks"  # a made-up patient name planted in a report
@@ -19,7 +19,7 @@ SECRET = "Zebulon Quixotic-Marchbanks"  # a made-up patient name planted in a re
 @pytest.mark.parametrize("config", [[], ["-c", "configs/mtcnn.yaml"]])
 def test_print_config_shows_the_full_config(config: list[str]) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "phenotyping", "fit", *config, "--print_config"],
+        [sys.executable, "-m", "kinpath.phenotyping", "fit", *config, "--print_config"],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]

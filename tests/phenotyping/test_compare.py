@@ -5,14 +5,14 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from embeddings.cli import train_methods
-from embeddings.joint import JointConfig
-from embeddings.retrofit import RetrofitConfig
-from embeddings.tokenize import TokenizerConfig
-from embeddings.word2vec import Word2VecConfig
-from kg.graph import build_graph
-from kg.pairs import PairConfig
-from phenotyping.compare import compare
+from kinpath.embeddings.cli import train_methods
+from kinpath.embeddings.joint import JointConfig
+from kinpath.embeddings.retrofit import RetrofitConfig
+from kinpath.embeddings.tokenize import TokenizerConfig
+from kinpath.embeddings.word2vec import Word2VecConfig
+from kinpath.kg.graph import build_graph
+from kinpath.kg.pairs import PairConfig
+from kinpath.phenotyping.compare import compare
 
 ROOT = Path(__file__).resolve().parents[2]
 

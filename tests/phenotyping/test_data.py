@@ -3,10 +3,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kg.errors import InputError
-from phenotyping.data import PAD, BucketBatchSampler, ReportDataModule
-from phenotyping.rules import NOT_APPLICABLE
-from phenotyping.tasks import MISSING
+from kinpath.kg.errors import InputError
+from kinpath.phenotyping.data import PAD, BucketBatchSampler, ReportDataModule
+from kinpath.phenotyping.rules import NOT_APPLICABLE
+from kinpath.phenotyping.tasks import MISSING
 
 
 def test_fixture_data_loads_with_masks_and_buckets(fixtures: Path) -> None:
@@ -100,8 +100,8 @@ def test_two_tables_load_as_one_with_their_splits_kept(fixtures: Path, tmp_path:
 def test_a_name_in_four_patients_reports_stays_out_of_the_vocabulary(
     fixtures: Path, tmp_path: Path
 ) -> None:
-    from phenotyping.bundle import save_bundle
-    from phenotyping.module import MTCNNModule
+    from kinpath.phenotyping.bundle import save_bundle
+    from kinpath.phenotyping.module import MTCNNModule
 
     df = pd.read_csv(fixtures / "reports.csv", dtype=str, keep_default_na=False)
     train = df.index[df["split"] == "train"]

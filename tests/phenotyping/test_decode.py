@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kg.graph import KnowledgeGraph
-from phenotyping.abstain import choose_threshold
-from phenotyping.decode import SITE_HISTOLOGY, Decoder, decode, fit_decoder, fit_temperature
-from phenotyping.hierarchy import Hierarchy, hierarchy_from_graph
-from phenotyping.rules import NOT_APPLICABLE, laterality_applies
+from kinpath.kg.graph import KnowledgeGraph
+from kinpath.phenotyping.abstain import choose_threshold
+from kinpath.phenotyping.decode import SITE_HISTOLOGY, Decoder, decode, fit_decoder, fit_temperature
+from kinpath.phenotyping.hierarchy import Hierarchy, hierarchy_from_graph
+from kinpath.phenotyping.rules import NOT_APPLICABLE, laterality_applies
 
 LABELS = {
     "site": ["C18", "C34", "C50", "C61"],

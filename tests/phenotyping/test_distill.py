@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from kg.errors import InputError
-from phenotyping.bundle import load_bundle, save_bundle, score_ids
-from phenotyping.cli import cli
-from phenotyping.module import MTCNNModule
+from kinpath.kg.errors import InputError
+from kinpath.phenotyping.bundle import load_bundle, save_bundle, score_ids
+from kinpath.phenotyping.cli import cli
+from kinpath.phenotyping.module import MTCNNModule
 
 ROOT = Path(__file__).resolve().parents[2]
 

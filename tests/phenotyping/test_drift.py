@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from phenotyping.drift import Accumulator, Reference, Scored, check, fit_reference
+from kinpath.phenotyping.drift import Accumulator, Reference, Scored, check, fit_reference
 
 
 def _reports(n: int, rng: np.random.Generator, shift: float = 0.0, unknown: float = 0.02) -> Scored:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embeddings.tokenize import ReportTokenizer
-from phenotyping.bundle import LONGEST_SPAN, spans_of
-from phenotyping.evidence import char_spans, emitted_classes
-from phenotyping.network import MTCNN, LabelKnowledgeHead
+from kinpath.embeddings.tokenize import ReportTokenizer
+from kinpath.phenotyping.bundle import LONGEST_SPAN, spans_of
+from kinpath.phenotyping.evidence import char_spans, emitted_classes
+from kinpath.phenotyping.network import MTCNN, LabelKnowledgeHead
 
 
 def _net(head: str | None) -> MTCNN:

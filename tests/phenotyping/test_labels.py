@@ -10,13 +10,20 @@ import pandas as pd
 import pytest
 import torch
 
-from kg.graph import build_graph, load_graph
-from phenotyping import bundle as bundle_module
-from phenotyping.bundle import Bundle, close_calls, load_bundle, native_bf16, save_bundle, score_ids
-from phenotyping.data import ReportDataModule
-from phenotyping.labels import code_terms
-from phenotyping.module import MTCNNModule
-from phenotyping.network import LabelWeightsHead
+from kinpath.kg.graph import build_graph, load_graph
+from kinpath.phenotyping import bundle as bundle_module
+from kinpath.phenotyping.bundle import (
+    Bundle,
+    close_calls,
+    load_bundle,
+    native_bf16,
+    save_bundle,
+    score_ids,
+)
+from kinpath.phenotyping.data import ReportDataModule
+from kinpath.phenotyping.labels import code_terms
+from kinpath.phenotyping.module import MTCNNModule
+from kinpath.phenotyping.network import LabelWeightsHead
 
 ROOT = Path(__file__).resolve().parents[2]
 

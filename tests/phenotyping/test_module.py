@@ -1,7 +1,7 @@
 import torch
 
-from phenotyping.module import MTCNNModule, masked_multitask_loss
-from phenotyping.tasks import MISSING, UNSEEN
+from kinpath.phenotyping.module import MTCNNModule, masked_multitask_loss
+from kinpath.phenotyping.tasks import MISSING, UNSEEN
 
 
 def test_all_missing_task_adds_zero_loss_and_zero_gradient() -> None:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from phenotyping.network import MTCNN
+from kinpath.phenotyping.network import MTCNN
 
 
 @pytest.mark.parametrize("heads", ["plain", "label-knowledge", "label-weights"])

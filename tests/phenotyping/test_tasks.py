@@ -1,4 +1,4 @@
-from phenotyping.tasks import MISSING, UNSEEN, LabelEncoder
+from kinpath.phenotyping.tasks import MISSING, UNSEEN, LabelEncoder
 
 
 def test_missing_is_masked_and_unseen_reported() -> None:

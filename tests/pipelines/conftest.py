@@ -44,8 +44,8 @@ def _inside(folder: Path, tracking_uri: str) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def registered(tmp_path_factory: pytest.TempPathFactory) -> Registered:
     """Trained and registered once; the folder and environment change only while it is made."""
-    from phenotyping.cli import cli
-    from pipelines import registry
+    from kinpath.phenotyping.cli import cli
+    from kinpath.pipelines import registry
 
     work = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{work / 'mlruns.db'}"

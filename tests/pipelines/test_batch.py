@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kg.errors import InputError
-from pipelines.batch import load_model, predict
-from pipelines.synthetic import synthetic_reports
+from kinpath.kg.errors import InputError
+from kinpath.pipelines.batch import load_model, predict
+from kinpath.pipelines.synthetic import synthetic_reports
 from tests.pipelines.conftest import Registered
 
 GOOD = "Left breast, lumpectomy: infiltrating duct carcinoma, grade 2. Margins free."
@@ -87,7 +87,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
 ) -> None:
     synthetic_reports(1500, seed=5)[["report_id", "text"]].to_csv(tmp_path / "in.csv", index=False)
     env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
-    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", registered.champion,
+    cmd = [sys.executable, "-m", "kinpath.pipelines.cli", "predict", "--model", registered.champion,
            "--input", str(tmp_path / "in.csv"), "--chunk-size", "100"]  # fmt: skip
 
     full = subprocess.run([*cmd, "--output", str(tmp_path / "full.parquet")], env=env,
@@ -127,7 +127,7 @@ def test_logs_carry_no_report_text(registered: Registered, tmp_path: Path) -> No
     df.loc[3, "text"] = ""
     df.to_csv(tmp_path / "in.csv", index=False)
     env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
-    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "predict", "--model", registered.champion,
+    r = subprocess.run([sys.executable, "-m", "kinpath.pipelines.cli", "predict", "--model", registered.champion,
                         "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv")],
                        env=env, capture_output=True, text=True, check=False)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]

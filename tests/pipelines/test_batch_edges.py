@@ -14,9 +14,9 @@ import mlflow
 import pandas as pd
 import pytest
 
-from kg.errors import InputError
-from pipelines.batch import load_model, predict
-from pipelines.synthetic import synthetic_reports
+from kinpath.kg.errors import InputError
+from kinpath.pipelines.batch import load_model, predict
+from kinpath.pipelines.synthetic import synthetic_reports
 from tests.pipelines.conftest import Registered
 
 
@@ -79,7 +79,7 @@ def test_a_second_writer_on_the_same_output_stops(registered: Registered, tmp_pa
     fcntl.flock(fd, fcntl.LOCK_EX)  # a first job holds it
     try:
         env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
-        r = subprocess.run([sys.executable, "-m", "pipelines.cli", "predict", "--model", registered.champion,
+        r = subprocess.run([sys.executable, "-m", "kinpath.pipelines.cli", "predict", "--model", registered.champion,
                             "--input", str(src), "--output", str(tmp_path / "out.parquet"), "--resume"],
                            env=env, capture_output=True, text=True, check=False)  # fmt: skip
     finally:
@@ -121,7 +121,7 @@ def test_the_resolved_version_is_what_is_loaded(
 
 def _kinpath(args: list[str], env: dict[str, str], cwd: Path | None = None,
              timeout: float = 300) -> subprocess.CompletedProcess:  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "kinpath.pipelines.cli", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, check=False, timeout=timeout)  # fmt: skip
 
 
@@ -177,7 +177,7 @@ def test_a_job_killed_alone_leaves_no_worker_and_resumes(
 
     out = tmp_path / "out.parquet"
     parts = tmp_path / "out.parquet.parts"
-    p = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *base, "--output", str(out)],
+    p = subprocess.Popen([sys.executable, "-m", "kinpath.pipelines.cli", *base, "--output", str(out)],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)  # fmt: skip
     try:

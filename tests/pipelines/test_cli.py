@@ -6,15 +6,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.cli import main, normalize_argv
-from pipelines.synthetic import synthetic_reports
+from kinpath.pipelines.cli import main, normalize_argv
+from kinpath.pipelines.synthetic import synthetic_reports
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "kinpath.pipelines.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -120,10 +123,10 @@ def test_lightnings_advertisement_is_dropped_and_where_a_fit_runs_is_kept() -> N
 
 
 def test_help_names_programs_and_types_plainly() -> None:
-    r = subprocess.run([sys.executable, "-m", "phenotyping", "--help"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "kinpath.phenotyping", "--help"], cwd=ROOT,
                        capture_output=True, text=True, check=False)  # fmt: skip
-    assert r.stdout.startswith("usage: python -m phenotyping"), r.stdout[:200]
-    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "demo", "--help"],
+    assert r.stdout.startswith("usage: python -m kinpath.phenotyping"), r.stdout[:200]
+    r = subprocess.run([sys.executable, "-m", "kinpath.pipelines.cli", "demo", "--help"],
                        capture_output=True, text=True, check=False)  # fmt: skip
     assert "(type: Path, default: runs/demo)" in " ".join(r.stdout.split())
     assert "<class" not in r.stdout

@@ -27,7 +27,7 @@ MELANOMA = (  # skin is no site of the demo's model: it must not be coded as one
 def test_demo_does_not_auto_code_a_wrong_site(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "demo", "--work", str(tmp_path / "demo")],
+    r = subprocess.run([sys.executable, "-m", "kinpath.pipelines.cli", "demo", "--work", str(tmp_path / "demo")],
                        env=env, cwd=tmp_path, capture_output=True, text=True, check=False)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("| task |") == 1  # one results table

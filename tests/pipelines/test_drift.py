@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.batch import load_model, predict
-from pipelines.synthetic import synthetic_reports
+from kinpath.pipelines.batch import load_model, predict
+from kinpath.pipelines.synthetic import synthetic_reports
 from tests.pipelines.conftest import ROOT, Registered
 
 
 def _drift(registered: Registered, path: Path) -> tuple[int, dict]:
     r = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "drift", "--model", registered.champion,
+        [sys.executable, "-m", "kinpath.pipelines.cli", "drift", "--model", registered.champion,
          "--input", str(path), "--tracking_uri", registered.tracking_uri],
         capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT)},
         cwd=registered.workdir, check=False,

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from kg.errors import InputError
-from phenotyping.bundle import encode, load_bundle, save_ensemble, score_ids
+from kinpath.kg.errors import InputError
+from kinpath.phenotyping.bundle import encode, load_bundle, save_ensemble, score_ids
 from tests.pipelines.conftest import _inside
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +35,8 @@ class Seeds:
 
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
-    from phenotyping.cli import cli
-    from pipelines.ensemble import ensemble
+    from kinpath.phenotyping.cli import cli
+    from kinpath.pipelines.ensemble import ensemble
 
     work = tmp_path_factory.mktemp("ensemble")
     df = pd.read_csv(ROOT / "tests/fixtures/reports.csv", dtype=str, keep_default_na=False)
@@ -96,8 +96,8 @@ def test_ensemble_scores_the_mean_of_its_members(seeds: Seeds, tmp_path: Path) -
 
 
 def test_ensemble_run_holds_the_fits_figures_and_registers(seeds: Seeds, tmp_path: Path) -> None:
-    from phenotyping.decode import decode
-    from pipelines import registry
+    from kinpath.phenotyping.decode import decode
+    from kinpath.pipelines import registry
 
     client = mlflow.MlflowClient(seeds.uri)
     run = client.get_run(seeds.ensemble["run_id"])
@@ -147,7 +147,7 @@ def test_ensemble_keeps_no_report_text(seeds: Seeds) -> None:
 
 
 def test_fits_of_another_config_are_refused_by_name(seeds: Seeds, tmp_path: Path) -> None:
-    from pipelines.ensemble import ensemble
+    from kinpath.pipelines.ensemble import ensemble
 
     client = mlflow.MlflowClient(seeds.uri)
     bundle = _bundle(seeds.uri, seeds.members[1], tmp_path / "b")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.batch import load_model, predict
-from pipelines.synthetic import HISTOLOGIES, synthetic_reports
+from kinpath.pipelines.batch import load_model, predict
+from kinpath.pipelines.synthetic import HISTOLOGIES, synthetic_reports
 from tests.pipelines.conftest import Registered
 
 TASKS = ("site", "subsite", "laterality", "behavior", "histology", "grade")

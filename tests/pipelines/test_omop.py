@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from kg.errors import InputError
-from pipelines.batch import load_model
-from pipelines.notes import NoteSelection
-from pipelines.omop import init_schema, score_notes
-from pipelines.synthetic import synthetic_reports
+from kinpath.kg.errors import InputError
+from kinpath.pipelines.batch import load_model
+from kinpath.pipelines.notes import NoteSelection
+from kinpath.pipelines.omop import init_schema, score_notes
+from kinpath.pipelines.synthetic import synthetic_reports
 from tests.pipelines.conftest import ROOT, Registered
 
 TASKS = 6
@@ -111,7 +111,7 @@ def test_note_nlp_exactly_once_through_kill_9(
     _load_notes(killed, n)
     model = load_model(registered.champion, registered.tracking_uri)
     env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
-    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", registered.champion,
+    cmd = [sys.executable, "-m", "kinpath.pipelines.cli", "predict", "--model", registered.champion,
            "--chunk-size", "200", "--input"]  # fmt: skip
     # both runs are real processes, as a nightly job is: the uninterrupted one ...
     r = subprocess.run([*cmd, full], env=env, capture_output=True, text=True, check=False)
@@ -174,7 +174,9 @@ def test_a_moved_alias_is_refused_for_an_unfinished_job(
     uri = _database(postgres, "moved")
     _load_notes(uri, 10)
     model = load_model(registered.champion, registered.tracking_uri)
-    key = __import__("pipelines.omop", fromlist=["_selection_key"])._selection_key(NoteSelection())
+    key = __import__("kinpath.pipelines.omop", fromlist=["_selection_key"])._selection_key(
+        NoteSelection()
+    )
     with psycopg.connect(uri) as c:  # another version started this selection and did not finish
         c.execute("CREATE SEQUENCE IF NOT EXISTS kinpath_note_nlp_id")
     init_schema(uri)
@@ -230,8 +232,8 @@ def test_mlflow_backend_on_postgresql_trains_registers_and_loads(
     import mlflow
     import psycopg
 
-    from phenotyping.cli import cli
-    from pipelines import registry
+    from kinpath.phenotyping.cli import cli
+    from kinpath.pipelines import registry
 
     with psycopg.connect(postgres, autocommit=True) as c:
         c.execute("DROP DATABASE IF EXISTS mlflow")
@@ -283,7 +285,7 @@ def test_the_schema_name_is_an_identifier_never_sql(registered: Registered, post
 
 def test_a_password_in_a_uri_is_never_printed(registered: Registered, tmp_path: Path) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
-    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", registered.champion,
+    cmd = [sys.executable, "-m", "kinpath.pipelines.cli", "predict", "--model", registered.champion,
            "--input"]  # fmt: skip
     for uri in ("postgresql://postgres:S3cretPW9z@[bad/postgres",
                 "postgresql://postgres:S3cretPW9z@127.0.0.1:1/postgres",
@@ -301,7 +303,7 @@ def test_a_password_in_a_uri_is_never_printed(registered: Registered, tmp_path: 
 def test_a_second_job_on_the_same_notes_is_told_so(registered: Registered, postgres: str) -> None:
     import psycopg
 
-    from pipelines.omop import _selection_key
+    from kinpath.pipelines.omop import _selection_key
 
     uri = _database(postgres, "two_jobs")
     _load_notes(uri, 5)
@@ -324,7 +326,7 @@ def test_a_warehouse_job_killed_alone_leaves_no_session(
     uri = _database(postgres, "killed_alone")
     _load_notes(uri, 1500)
     env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
-    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", registered.champion,
+    cmd = [sys.executable, "-m", "kinpath.pipelines.cli", "predict", "--model", registered.champion,
            "--chunk-size", "100", "--workers", "1", "--input", uri]  # fmt: skip
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)  # fmt: skip

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from pipelines.batch import load_model
-from pipelines.synthetic import synthetic_reports
+from kinpath.pipelines.batch import load_model
+from kinpath.pipelines.synthetic import synthetic_reports
 from tests.pipelines.conftest import ROOT, Registered
 
 
 def _cli(registered: Registered, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "registry", "recalibrate", *args,
+        [sys.executable, "-m", "kinpath.pipelines.cli", "registry", "recalibrate", *args,
          "--tracking_uri", registered.tracking_uri],
         capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT)},
         cwd=registered.workdir, check=False,

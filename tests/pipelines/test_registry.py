@@ -11,7 +11,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from pipelines import registry
+from kinpath.pipelines import registry
 from tests.pipelines.conftest import ROOT, Registered
 
 
@@ -150,7 +150,7 @@ def test_registered_model_scores_without_lightning_and_declares_what_it_imports(
 
 def test_registry_list_is_a_table_and_json_on_request(registered: Registered) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
-    cmd = [sys.executable, "-m", "pipelines.cli", "registry", "list"]
+    cmd = [sys.executable, "-m", "kinpath.pipelines.cli", "registry", "list"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.splitlines()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from pipelines.report import autocoding_table, render_html, render_markdown
+from kinpath.pipelines.report import autocoding_table, render_html, render_markdown
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 

@@ -19,11 +19,11 @@ import httpx
 import pandas as pd
 import pytest
 
-from kg.graph import build_graph
-from pipelines.batch import load_model, predict
-from pipelines.review.auth import add_user
-from pipelines.review.store import DecisionStore
-from pipelines.synthetic import synthetic_reports, write_mini_graph
+from kinpath.kg.graph import build_graph
+from kinpath.pipelines.batch import load_model, predict
+from kinpath.pipelines.review.auth import add_user
+from kinpath.pipelines.review.store import DecisionStore
+from kinpath.pipelines.synthetic import synthetic_reports, write_mini_graph
 from tests.pipelines.conftest import ROOT, Registered, _inside
 
 NAME = "Ottoline Quillfeather"  # a made-up patient name planted in every report
@@ -40,7 +40,7 @@ class Desk:
     users: Path
 
     def args(self, store: str, port: int) -> list[str]:
-        return [sys.executable, "-m", "pipelines.cli", "review", "serve", "--scored", str(self.scored),
+        return [sys.executable, "-m", "kinpath.pipelines.cli", "review", "serve", "--scored", str(self.scored),
                 "--reports", str(self.reports), "--graph", str(self.graph), "--users",
                 str(self.users), "--store", store, "--port", str(port)]  # fmt: skip
 
@@ -264,9 +264,9 @@ def test_a_registrar_accepts_and_corrects_in_a_real_browser(desk: Desk, tmp_path
 def test_export_trains_beside_the_other_tables(
     desk: Desk, registered: Registered, tmp_path: Path
 ) -> None:
-    from phenotyping.cli import cli
-    from pipelines.review.export import export
-    from pipelines.review.store import Decision, now
+    from kinpath.phenotyping.cli import cli
+    from kinpath.pipelines.review.export import export
+    from kinpath.pipelines.review.store import Decision, now
 
     store = f"sqlite:///{tmp_path / 'export.db'}"
     ds = DecisionStore(store)
@@ -315,8 +315,8 @@ def test_a_warehouse_is_reviewed_from_note_nlp_and_exported_from_note(
     a kinpath table in the warehouse, and the export reads the notes' text and persons."""
     import psycopg
 
-    from pipelines.omop import init_schema, score_notes
-    from pipelines.review.export import export
+    from kinpath.pipelines.omop import init_schema, score_notes
+    from kinpath.pipelines.review.export import export
 
     with psycopg.connect(postgres, autocommit=True) as c:
         c.execute("DROP DATABASE IF EXISTS review_wh")
@@ -332,7 +332,7 @@ def test_a_warehouse_is_reviewed_from_note_nlp_and_exported_from_note(
     score_notes(load_model(registered.champion, registered.tracking_uri), uri)
     (tmp_path / "token").write_text("a-shared-token-for-the-team\n")
     port = _port()
-    cmd = [sys.executable, "-m", "pipelines.cli", "review", "serve", "--warehouse", uri,
+    cmd = [sys.executable, "-m", "kinpath.pipelines.cli", "review", "serve", "--warehouse", uri,
            "--token-file", str(tmp_path / "token"), "--port", str(port)]  # fmt: skip
     with open(tmp_path / "wh.log", "wb") as out:
         p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,

@@ -9,17 +9,17 @@ import mlflow
 import pandas as pd
 import pytest
 
-from embeddings.store import load_embeddings
-from embeddings.word2vec import Word2VecConfig
-from phenotyping.store import tracking_uri
-from pipelines.run import (
+from kinpath.embeddings.store import load_embeddings
+from kinpath.embeddings.word2vec import Word2VecConfig
+from kinpath.phenotyping.store import tracking_uri
+from kinpath.pipelines.run import (
     DataConfig,
     EmbeddingConfig,
     FitConfig,
     RegistryConfig,
     run,
 )
-from pipelines.synthetic import synthetic_reports
+from kinpath.pipelines.synthetic import synthetic_reports
 from tests.pipelines.test_report import check_html
 
 STAGES = ["data", "graph", "embeddings", "fit-random-plain-42", "fit-word2vec-plain-42",
@@ -188,8 +188,8 @@ def test_an_edit_to_the_orchestration_keeps_the_fits_of_a_given_table(
 ) -> None:
     # a user's table is only recorded by the data stage: editing pipelines/ must not redo
     # the hours of fits made from it (it did: the data stage's key held pipelines/ code)
-    import pipelines.run as run_module
-    from pipelines.synthetic import synthetic_reports
+    import kinpath.pipelines.run as run_module
+    from kinpath.pipelines.synthetic import synthetic_reports
 
     monkeypatch.chdir(tmp_path)
     table = tmp_path / "reports.csv"
@@ -216,7 +216,7 @@ def test_an_edit_to_the_orchestration_keeps_the_fits_of_a_given_table(
 def test_the_demos_word_vectors_are_the_same_every_run() -> None:
     """gensim splits a corpus into jobs of 10,000 words across its threads, and with two
     threads the vectors differ from run to run: the demo's corpus is well over one job."""
-    from embeddings.word2vec import train_word2vec
+    from kinpath.embeddings.word2vec import train_word2vec
 
     texts = synthetic_reports(400, seed=3)["text"]
     sentences = [t.lower().split() for t in texts]

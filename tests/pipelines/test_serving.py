@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.synthetic import synthetic_reports
+from kinpath.pipelines.synthetic import synthetic_reports
 from tests.pipelines.conftest import Registered
 
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from kg.graph import build_graph
-from pipelines.synthetic import HISTOLOGIES, SITES, synthetic_reports, write_mini_graph
+from kinpath.kg.graph import build_graph
+from kinpath.pipelines.synthetic import HISTOLOGIES, SITES, synthetic_reports, write_mini_graph
 
 
 def test_deterministic_and_labelled() -> None:

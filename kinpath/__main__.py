@@ -1,0 +1,7 @@
+"""``python -m kinpath``: the same as the ``kinpath`` command."""
+
+import sys
+
+from kinpath.pipelines.cli import main
+
+sys.exit(main())
