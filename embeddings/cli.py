@@ -17,7 +17,7 @@ from gensim.models import KeyedVectors
 
 from kinpath.embeddings.evaluate import heldout_recall, neighbour_table, plot_neighbourhoods, umnsrs
 from kinpath.embeddings.joint import JointConfig
-from kinpath.embeddings.registry import TRAINERS, TrainInputs
+from kinpath.embeddings.registry import TRAINERS, Method, TrainInputs
 from kinpath.embeddings.retrofit import RetrofitConfig
 from kinpath.embeddings.store import load_embeddings
 from kinpath.embeddings.tokenize import TokenizerConfig
@@ -106,7 +106,7 @@ def _require(**options: object) -> None:
 def train_cmd(
     corpus: Path | list[Path] | None = None,
     out: Path | None = None,
-    method: str = "kg-joint",
+    method: Method = "kg-joint",
     graph: Path | None = None,
     seed: int = 42,
     split: str | None = "train",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pandas as pd
 from gensim.models import KeyedVectors
@@ -41,6 +42,8 @@ def _retrofit(x: TrainInputs) -> KeyedVectors:
 def _kg_joint(x: TrainInputs) -> KeyedVectors:
     return train_kg_joint(x.corpus, x.pairs, x.word2vec, x.joint, x.seed)[0]
 
+
+Method = Literal["word2vec", "retrofit", "kg-joint"]
 
 TRAINERS: dict[str, Callable[[TrainInputs], KeyedVectors]] = {
     "word2vec": _word2vec,

@@ -60,6 +60,7 @@ from kinpath.phenotyping.decode import Decoder, decode
 from kinpath.phenotyping.drift import Reference
 from kinpath.phenotyping.evidence import emitted_classes
 from kinpath.phenotyping.network import MTCNN, KnowledgeHead
+from kinpath.phenotyping.precision import PRECISIONS, Precision
 from kinpath.phenotyping.scope import similarity
 from kinpath.phenotyping.vocab import MIN_TOKENS, PAD, UNK, Vocabulary
 
@@ -181,8 +182,6 @@ class Bundle:
     drift: Reference | None = None  # the validation split's, for drift checks
 
 
-PRECISIONS = ("auto", "fp32", "int8", "bf16")
-
 # bf16 answers are scored again in fp32 where a task's two best classes are closer than
 # this in probability: there bf16's rounding could change the answer. bf16 moved a class
 # probability of the TCGA champion by at most 0.025 on the validation reports, so a gap
@@ -200,7 +199,7 @@ def native_bf16() -> bool:
     return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
-def load_bundle(folder: Path, device: str = "cpu", precision: str = "auto") -> Bundle:
+def load_bundle(folder: Path, device: str = "cpu", precision: Precision = "auto") -> Bundle:
     """``precision``: ``int8`` scores the convolutions as int8 matrix products
     (:class:`~kinpath.phenotyping.network.Int8Convs`, CPU only), ``bf16`` scores in bfloat16
     autocast and scores again in fp32 the reports where a task's answer is a close call

@@ -28,6 +28,7 @@ import logging
 import tempfile
 from collections import defaultdict
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -45,7 +46,7 @@ from kinpath.phenotyping.evaluate import (
     truth_names,
 )
 from kinpath.phenotyping.hierarchy import Hierarchy
-from kinpath.phenotyping.network import HEADS, KNOWLEDGE_HEADS, MTCNN
+from kinpath.phenotyping.network import HEADS, KNOWLEDGE_HEADS, MTCNN, Heads
 from kinpath.phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
 from kinpath.phenotyping.scope import similarity, site_centroids
 
@@ -102,7 +103,7 @@ class MTCNNModule(pl.LightningModule):
         filters: int = 300,
         kernel_sizes: list[int] = [3, 4, 5],  # noqa: B006
         dropout: float = 0.5,
-        init: str = "pretrained",
+        init: Literal["pretrained", "random"] = "pretrained",
         freeze_embeddings: bool = False,
         lr: float = 1e-3,
         embedding_lr: float | None = None,
@@ -115,7 +116,7 @@ class MTCNNModule(pl.LightningModule):
         label_maps: dict[str, list[str]] | None = None,
         init_vectors: torch.Tensor | None = None,
         coding_rules: dict | None = None,
-        heads: str = "plain",
+        heads: Heads = "plain",
         label_terms: dict[str, list[list[list[int]]]] | None = None,
         train_counts: dict[str, list[int]] | None = None,
         teacher: str | None = None,

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Literal, cast, get_args
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-HEADS = ("plain", "label-knowledge", "label-weights")
+Heads = Literal["plain", "label-knowledge", "label-weights"]
+HEADS: tuple[str, ...] = get_args(Heads)
 KNOWLEDGE_HEADS = HEADS[1:]  # the heads whose classes carry the graph's term vectors
 
 

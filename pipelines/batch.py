@@ -52,6 +52,7 @@ from kinpath.kg.errors import InputError
 from kinpath.kg.reports import table_sha256
 from kinpath.phenotyping.bundle import Bundle, ChunkEncoder, Encoding
 from kinpath.phenotyping.drift import Accumulator, check
+from kinpath.phenotyping.precision import Precision
 from kinpath.pipelines.model import output_columns, output_types, predictions, record_rows
 from kinpath.pipelines.records import Record, read_records
 
@@ -67,7 +68,7 @@ class LoadedModel:
     bundle: Bundle
 
 
-def load_model(uri: str, tracking: str | None = None, precision: str = "auto") -> LoadedModel:
+def load_model(uri: str, tracking: str | None = None, precision: Precision = "auto") -> LoadedModel:
     """Load a pyfunc model (``models:/NAME@ALIAS``, ``models:/NAME/V``, ``runs:/...``, a path);
     ``precision``: auto (int8 convolutions on a CPU for plain heads, checked bf16 for
     label-knowledge heads on a CPU with bf16 in hardware), fp32, int8 or bf16

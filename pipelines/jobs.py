@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kinpath.phenotyping.precision import Precision
 from kinpath.pipelines.notes import NoteSelection
 
 
@@ -26,7 +27,7 @@ def predict(
     notes: NoteSelection = NoteSelection(),
     concepts: bool = False,
     workers: int = 1,
-    precision: str = "auto",
+    precision: Precision = "auto",
 ) -> None:
     """Score reports with a registered model; one output row per input record, then a JSON summary.
 
@@ -85,7 +86,7 @@ def drift(
     text_column: str = "text",
     chunk_size: int = 500,
     workers: int = 1,
-    precision: str = "auto",
+    precision: Precision = "auto",
 ) -> None:
     """Check a batch of reports against what the model was validated on, before scoring them.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -49,8 +50,16 @@ def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # build from a copy of what the wheel is made of: setuptools builds in the source tree,
+    # and neither a stale build/ there nor the checkout's own state should shape the wheel
+    src = tmp_path_factory.mktemp("src")
+    for f in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / f, src / f)
+    for d in ("kinpath", "kg", "embeddings", "phenotyping", "pipelines"):
+        shutil.copytree(ROOT / d, src / d, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     r = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-              "-w", str(out), str(ROOT)])  # fmt: skip
+              "-w", str(out), str(src)])  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     (whl,) = out.glob("kinpath-*.whl")
     return whl

@@ -143,3 +143,13 @@ def test_the_deploy_guide_says_what_a_batch_input_holds_and_a_sample_ships() -> 
     expected = synthetic_reports(20, seed=2026)[["report_id", "text"]]
     pd.testing.assert_frame_equal(sample, expected.reset_index(drop=True))
     assert sample["text"].str.contains("\n").all()  # quoted over several lines, as usual
+
+
+def test_a_choice_outside_its_values_is_exit_2_naming_them() -> None:
+    """Choices are Literal types: jsonargparse refuses another value before anything loads."""
+    r = run("predict", "--model", "models:/x@champion", "--input", "a.csv", "--output",
+                 "b.parquet", "--precision", "fp16")  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "'auto', 'fp32', 'int8', 'bf16'" in r.stderr and "fp16" in r.stderr
+    r = run("embed", "train", "--method", "glove")
+    assert r.returncode == 2 and "'word2vec', 'retrofit', 'kg-joint'" in r.stderr
