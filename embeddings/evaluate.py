@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,10 @@ import pandas as pd
 from gensim.models import KeyedVectors
 from scipy.stats import spearmanr
 
+from kinpath.embeddings.store import load_embeddings
 from kinpath.kg.errors import InputError
+from kinpath.kg.graph import load_graph
+from kinpath.kg.link import link_vocabulary
 from kinpath.kg.normalize import term_key
 
 CLINICAL_TERMS = (
@@ -37,6 +42,8 @@ CLINICAL_TERMS = (
     "lymph_node",
     "thyroid",
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,3 +141,63 @@ def plot_neighbourhoods(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+SITE_TYPE = "Body Part, Organ, or Organ Component"
+HISTOLOGY_TYPE = "Neoplastic Process"
+
+
+def evaluation(
+    vectors: list[Path],
+    graph: Path | None = None,
+    umnsrs_dir: Path | None = None,
+    out: Path | None = None,
+    k: int = 10,
+) -> list[dict[str, object]]:
+    """Score embeddings folders side by side, one row per method: held-out KG recall@k and,
+    with ``umnsrs_dir``, UMNSRS; with ``out``, also ``evaluation.json``, ``neighbours.md``
+    and (with ``graph``) ``neighbourhoods.png`` there. The held-out pairs of the first folder
+    are used for all, so the figures compare."""
+    folders = [load_embeddings(v) for v in vectors]
+    heldout = folders[0].pairs(held_out=True)
+    sets: dict[str, KeyedVectors] = {}
+    for f in folders:  # label by method; the folder's name tells two of one method apart
+        name = f.manifest["method"]
+        sets[f"{name} ({f.path.name})" if name in sets else name] = f.vectors
+    rows = []
+    for name, kv in sets.items():
+        recall, n = heldout_recall(kv, heldout, k)
+        row: dict[str, object] = {
+            "method": name,
+            f"heldout_recall@{k}": round(recall, 4),
+            "heldout_pairs": n,
+        }
+        if umnsrs_dir is not None:
+            for which in ("similarity", "relatedness"):
+                s = umnsrs(kv, umnsrs_dir / f"UMNSRS_{which}.csv")
+                row[f"umnsrs_{which}_spearman"] = round(s.spearman, 4)
+                row[f"umnsrs_{which}_coverage"] = f"{s.covered}/{s.total}"
+        rows.append(row)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "evaluation.json").write_text(json.dumps(rows, indent=2) + "\n")
+        (out / "neighbours.md").write_text(neighbour_table(sets))
+        if graph is not None:
+            groups = _site_histology_groups(folders[0].vectors, graph)
+            plot_neighbourhoods(sets, groups, out / "neighbourhoods.png")
+        log.info("evaluation written to %s", out)
+    return rows
+
+
+def _site_histology_groups(kv: KeyedVectors, graph: Path) -> dict[str, list[str]]:
+    g = load_graph(graph)
+    links = link_vocabulary({w: 1 for w in kv.index_to_key}, g).by_token()
+    types = g.concepts["semantic_types"]
+    groups: dict[str, list[str]] = {"site": [], "histology": []}
+    for tok, cuis in links.items():
+        ts = {t for c in cuis for t in str(types.get(c, "")).split("|")}
+        if SITE_TYPE in ts:
+            groups["site"].append(tok)
+        elif HISTOLOGY_TYPE in ts:
+            groups["histology"].append(tok)
+    return groups

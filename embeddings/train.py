@@ -24,9 +24,13 @@ import pandas as pd
 from gensim.models import KeyedVectors
 
 from kinpath.embeddings.corpus import Corpus, build_corpus
-from kinpath.embeddings.registry import TrainInputs, trainer
+from kinpath.embeddings.joint import JointConfig
+from kinpath.embeddings.registry import TRAINERS, TrainInputs, trainer
+from kinpath.embeddings.retrofit import RetrofitConfig
 from kinpath.embeddings.store import save_embeddings
 from kinpath.embeddings.tokenize import ReportTokenizer, TokenizerConfig
+from kinpath.embeddings.word2vec import Word2VecConfig
+from kinpath.kg.errors import InputError
 from kinpath.kg.graph import load_graph
 from kinpath.kg.link import link_vocabulary
 from kinpath.kg.pairs import PAIR_COLUMNS, PairConfig, connected_pairs
@@ -140,3 +144,77 @@ def train(
     save_embeddings(out, kv, prep.tokenizer, manifest, prep.pairs, prep.heldout)
     log.info("%s: %d vectors written to %s", method, len(kv), out)
     return kv
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which rows of the report tables train, and where their text and id are."""
+
+    split: str | None = "train"  # None: every row
+    split_column: str = "split"
+    text_column: str = "text"
+    id_column: str = "report_id"
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Everything :func:`train_methods` needs besides the methods."""
+
+    corpus: Path | list[Path]
+    out: Path
+    graph: Path | None = None
+    seed: int = 42
+    rows: Selection = Selection()
+    word2vec: Word2VecConfig = Word2VecConfig()
+    retrofit: RetrofitConfig = RetrofitConfig()
+    joint: JointConfig = JointConfig()
+    pairs: PairConfig = PairConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    collocations: bool = False
+    heldout_fraction: float = 0.2
+
+
+def train_methods(methods: list[str], r: TrainRequest, nested: bool = True) -> dict[str, Path]:
+    """Tokenize once, derive the pairs once, train each method; returns method → folder.
+
+    With ``nested`` each method's folder is ``r.out/METHOD``, else ``r.out`` itself
+    (one method). retrofit starts from word2vec's vectors when word2vec ran first.
+    """
+    unknown = [m for m in methods if m not in TRAINERS]
+    if unknown:
+        raise InputError(f"unknown method(s) {unknown}; known: {sorted(TRAINERS)}")
+    if r.graph is None and any(m != "word2vec" for m in methods):
+        raise InputError("--graph is required for retrofit and kg-joint")
+    rows = r.rows
+    prep = prepare(
+        r.corpus,
+        r.out / "corpus",
+        r.graph,
+        r.seed,
+        text_column=rows.text_column,
+        id_column=rows.id_column,
+        where={rows.split_column: rows.split} if rows.split else None,
+        tokenizer=r.tokenizer,
+        collocations=r.collocations,
+        pairs=r.pairs,
+        heldout_fraction=r.heldout_fraction,
+        min_count=r.word2vec.min_count,
+        graph_terms=r.retrofit.add_missing,
+    )
+    settings = {
+        "corpus_split": rows.split,
+        "tokenizer": asdict(r.tokenizer),
+        "collocations": r.collocations,
+        "pairs": {**asdict(r.pairs), "relation_weights": dict(r.pairs.relation_weights)},
+        "heldout_fraction": r.heldout_fraction,
+    }
+    written: dict[str, Path] = {}
+    base: KeyedVectors | None = None
+    for m in methods:
+        inputs = TrainInputs(prep.corpus, prep.pairs, r.seed, r.word2vec, r.retrofit, r.joint, base)
+        dest = r.out / m if nested else r.out
+        kv = train(m, prep, dest, inputs, settings)
+        if m == "word2vec":
+            base = kv  # retrofit starts from these rather than training word2vec again
+        written[m] = dest
+    return written

@@ -280,15 +280,14 @@ def run(
     g = st.run("graph", _source_settings(graph), [], graph_stage, packages=("kg",))
 
     def embeddings_stage(folder: Path) -> dict:
-        from kinpath.embeddings.cli import evaluation, train_methods
-        from kinpath.embeddings.retrofit import RetrofitConfig
-        from kinpath.embeddings.tokenize import TokenizerConfig
+        from kinpath.embeddings.evaluate import evaluation
+        from kinpath.embeddings.train import Selection, TrainRequest, train_methods
 
-        written = train_methods(
-            methods, reports, Path(g["graph"]), folder, True, seed, "train", data.split_column,
-            data.text_column, data.id_column, embeddings.word2vec, RetrofitConfig(), embeddings.joint,
-            embeddings.pairs, TokenizerConfig(), False, embeddings.heldout_fraction,
-        )  # fmt: skip
+        rows = Selection("train", data.split_column, data.text_column, data.id_column)
+        request = TrainRequest(reports, folder, Path(g["graph"]), seed, rows, embeddings.word2vec,
+                               joint=embeddings.joint, pairs=embeddings.pairs,
+                               heldout_fraction=embeddings.heldout_fraction)  # fmt: skip
+        written = train_methods(methods, request)
         evaluation(list(written.values()), graph=Path(g["graph"]), out=folder / "evaluation")
         return {m: str(p) for m, p in written.items()}
 

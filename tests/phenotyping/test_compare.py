@@ -5,13 +5,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from kinpath.embeddings.cli import train_methods
-from kinpath.embeddings.joint import JointConfig
-from kinpath.embeddings.retrofit import RetrofitConfig
-from kinpath.embeddings.tokenize import TokenizerConfig
+from kinpath.embeddings.train import TrainRequest, train_methods
 from kinpath.embeddings.word2vec import Word2VecConfig
 from kinpath.kg.graph import build_graph
-from kinpath.kg.pairs import PairConfig
 from kinpath.phenotyping.compare import compare
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +21,9 @@ def test_one_table_and_every_run_in_mlflow(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     reports = ROOT / "tests/fixtures/reports.csv"
     build_graph(tmp_path / "g", umls_dirs=[ROOT / "tests/fixtures/umls_META"])
-    emb = train_methods(
-        ["word2vec", "kg-joint"], reports, tmp_path / "g", tmp_path / "emb", True, 42, "train", "split",
-        "text", "report_id", Word2VecConfig(vector_size=16, epochs=2, min_count=1), RetrofitConfig(),
-        JointConfig(), PairConfig(), TokenizerConfig(), False, 0.2,
-    )  # fmt: skip
+    request = TrainRequest(reports, tmp_path / "emb", tmp_path / "g",
+                           word2vec=Word2VecConfig(vector_size=16, epochs=2, min_count=1))  # fmt: skip
+    emb = train_methods(["word2vec", "kg-joint"], request)
     compare(
         fit_config=ROOT / "configs/mtcnn.yaml",
         embeddings={k: str(v) for k, v in emb.items()},
