@@ -28,7 +28,6 @@ logs carry record numbers, ids and counts, never text.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -37,7 +36,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -53,6 +51,7 @@ from kinpath.kg.reports import table_sha256
 from kinpath.phenotyping.bundle import Bundle, ChunkEncoder, Encoding
 from kinpath.phenotyping.drift import Accumulator, check
 from kinpath.phenotyping.precision import Precision
+from kinpath.pipelines.jobfiles import csv_safe, locked, same_job, write_atomic
 from kinpath.pipelines.model import output_columns, output_types, predictions, record_rows
 from kinpath.pipelines.records import Record, read_records
 
@@ -109,93 +108,6 @@ def load_model(uri: str, tracking: str | None = None, precision: Precision = "au
             e.strerror or type(e).__name__)  # fmt: skip
         raise InputError(f"cannot load the model {uri} (store {store}): {detail}") from None
     return LoadedModel(uri, version, model.unwrap_python_model().bundle)
-
-
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _same_job(pinned: Path, job: dict) -> None:
-    """Refuse to resume with another input, model or chunking than ``pinned`` records."""
-    before = json.loads(pinned.read_text())
-    changed = [k for k in job if before.get(k) != job[k]]
-    if changed:
-        raise InputError(f"cannot resume: {', '.join(changed)} changed since the output was written "
-                         f"(was {[before.get(k) for k in changed]}, now {[job[k] for k in changed]})")  # fmt: skip
-
-
-_PARENT_ONLY: set[int] = set()  # descriptors a forked worker must not keep
-
-
-def parent_only(fd: int) -> None:
-    """Mark a descriptor (the output's lock, a database socket) as this process's own: a
-    tokenizer worker forked later points its copy at /dev/null, so that it never holds the
-    lock or the session, even for the moment it outlives a killed job."""
-    _PARENT_ONLY.add(fd)
-
-
-def release(fd: int) -> None:
-    _PARENT_ONLY.discard(fd)
-
-
-def _drop_in_child() -> None:
-    if not _PARENT_ONLY:
-        return
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in _PARENT_ONLY:
-        os.dup2(null, fd, inheritable=False)
-    os.close(null)
-    _PARENT_ONLY.clear()
-
-
-os.register_at_fork(after_in_child=_drop_in_child)
-
-
-@contextmanager
-def _locked(parts: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the parts folder; a second job on the same output stops.
-
-    If the job fails before writing any chunk, the folder is removed, so the
-    corrected command is not refused as an unfinished job.
-    """
-    fresh = not parts.exists()
-    parts.mkdir(parents=True, exist_ok=True)
-    fd = os.open(parts, os.O_RDONLY)
-    parent_only(fd)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(
-                f"another job is writing this output (its parts folder {parts} is locked)"
-            ) from None
-        try:
-            yield
-        except BaseException:
-            if fresh and parts.exists() and not any(parts.glob("part-*.parquet")):
-                shutil.rmtree(parts)
-            raise
-    finally:
-        release(fd)
-        os.close(fd)
-
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_safe(df: pd.DataFrame) -> pd.DataFrame:
-    """Text cells that a spreadsheet would run as a formula get a leading apostrophe (OWASP)."""
-    out = df.copy()
-    for c in out.columns:
-        if pd.api.types.is_string_dtype(out[c]) or out[c].dtype == object:
-            out[c] = out[c].map(
-                lambda v: f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v
-            )
-    return out
 
 
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
@@ -335,15 +247,15 @@ def predict(
         if not finished.exists():
             raise InputError("cannot resume: the finished output's settings are not recorded "
                              f"({finished.name}); pass --overwrite to score again", path=output)  # fmt: skip
-        _same_job(finished, job)
+        same_job(finished, job)
     schema = _schema(tasks)
     drift = Accumulator() if model.bundle.drift is not None else None
     t0 = time.perf_counter()
     scored = skipped = 0
     if not done:
-        with _locked(parts):
+        with locked(parts):
             if (parts / "job.json").exists():
-                _same_job(parts / "job.json", job)
+                same_job(parts / "job.json", job)
             (parts / "job.json").write_text(json.dumps(job, indent=2) + "\n")
             bar = tqdm(desc="scoring reports", unit=" reports", disable=None)
             records = read_records(input, id_column, text_column)
@@ -358,7 +270,7 @@ def predict(
                 else:
                     df = score_records(model, chunk, batch_size, tasks, encoded, pad_to, drift)
                     part = parts / f"part-{k:06d}.parquet"
-                    _write_atomic(
+                    write_atomic(
                         pa.Table.from_pandas(df, schema=schema, preserve_index=False), part
                     )
                     scored += len(chunk)
@@ -375,7 +287,7 @@ def predict(
             if output.suffix.lower() == ".parquet":
                 pq.write_table(table, tmp)
             else:
-                _csv_safe(table.to_pandas()).to_csv(tmp, index=False)
+                csv_safe(table.to_pandas()).to_csv(tmp, index=False)
             os.replace(tmp, output)
             finished.write_text(json.dumps(job, indent=2) + "\n")
             shutil.rmtree(parts)

@@ -124,7 +124,7 @@ def init_schema(uri: str | None = None, schema: str = "public") -> None:
         schema: The CDM schema.
     """
     from kinpath.kg.errors import InputError
-    from kinpath.pipelines.omop import init_schema as create
+    from kinpath.pipelines.cdm import init_schema as create
 
     if uri is None:
         raise InputError("--uri is required")

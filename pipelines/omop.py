@@ -38,15 +38,10 @@ review" is queryable):
 
 A note with NULL or empty text, or bytes that are not UTF-8, gets no
 ``NOTE_NLP`` row; its error (kind and note id, no text) is in the progress
-row's ``errors``. The tables' columns follow the CDM v5.4 definition
-(OHDSI/CommonDataModel, ``inst/ddl/5.4/postgresql/OMOPCDM_postgresql_5.4_ddl.sql``);
-:func:`init_schema` creates ``note`` and ``note_nlp`` only when asked
-(``kinpath omop init-schema``), and kinpath's progress table and id sequence
-whenever a job starts.
-
-Connection strings: a ``postgresql://user@host/db`` URI without a password;
-psycopg (libpq) reads the password from ``PGPASSWORD`` or ``~/.pgpass``, so it
-never sits in a config or a log.
+row's ``errors``. The tables, the connection and quoted names are in
+:mod:`kinpath.pipelines.cdm`, whose :func:`~kinpath.pipelines.cdm.init_schema` creates
+``note`` and ``note_nlp`` only when asked (``kinpath omop init-schema``); a job creates
+kinpath's progress table and id sequence whenever it starts.
 """
 
 from __future__ import annotations
@@ -62,104 +57,17 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from kinpath.kg.errors import InputError
-from kinpath.kg.secrets import redact, warn_if_password
+from kinpath.pipelines.cdm import PROGRESS, SEQUENCE, connect, own_tables
+from kinpath.pipelines.cdm import name as identifier
 from kinpath.pipelines.notes import NoteSelection, check_schema
 
 if TYPE_CHECKING:  # the heavy imports wait until a job runs: `kinpath predict --help` stays quick
     import psycopg
-    from psycopg import sql
 
     from kinpath.pipelines.batch import LoadedModel
     from kinpath.pipelines.records import Record
 
 log = logging.getLogger(__name__)
-
-# CDM v5.4 columns, in the definition's order (name, PostgreSQL type, NOT NULL)
-NOTE = (
-    ("note_id", "integer", True), ("person_id", "integer", True), ("note_date", "date", True),
-    ("note_datetime", "timestamp", False), ("note_type_concept_id", "integer", True),
-    ("note_class_concept_id", "integer", True), ("note_title", "varchar(250)", False),
-    ("note_text", "text", True), ("encoding_concept_id", "integer", True),
-    ("language_concept_id", "integer", True), ("provider_id", "integer", False),
-    ("visit_occurrence_id", "integer", False), ("visit_detail_id", "integer", False),
-    ("note_source_value", "varchar(50)", False), ("note_event_id", "integer", False),
-    ("note_event_field_concept_id", "integer", False),
-)  # fmt: skip
-NOTE_NLP = (
-    ("note_nlp_id", "integer", True), ("note_id", "integer", True),
-    ("section_concept_id", "integer", False), ("snippet", "varchar(250)", False),
-    ("offset", "varchar(50)", False), ("lexical_variant", "varchar(250)", True),
-    ("note_nlp_concept_id", "integer", False), ("note_nlp_source_concept_id", "integer", False),
-    ("nlp_system", "varchar(250)", False), ("nlp_date", "date", True),
-    ("nlp_datetime", "timestamp", False), ("term_exists", "varchar(1)", False),
-    ("term_temporal", "varchar(50)", False), ("term_modifiers", "varchar(2000)", False),
-)  # fmt: skip
-PROGRESS = "kinpath_nlp_progress"
-SEQUENCE = "kinpath_note_nlp_id"
-
-
-def connect(uri: str) -> psycopg.Connection:
-    import psycopg
-
-    if not uri.startswith(("postgresql://", "postgres://")):
-        raise InputError("a warehouse is a postgresql://user@host/database URI")
-    warn_if_password(uri)
-    try:
-        return psycopg.connect(uri, autocommit=False)
-    except psycopg.Error as e:
-        # a malformed URI comes back whole in libpq's message, password and all
-        first = redact(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-        raise InputError(f"cannot connect to the warehouse {redact(uri)}: {first}") from None
-
-
-def _name(schema: str, *name: str) -> sql.Identifier:
-    """``schema.name`` quoted as identifiers: nothing a user typed is ever pasted into SQL."""
-    from psycopg import sql
-
-    return sql.Identifier(check_schema(schema), *name)
-
-
-def _ddl(table: str, schema: str, cols: tuple[tuple[str, str, bool], ...]) -> sql.Composed:
-    from psycopg import sql
-
-    body = sql.SQL(",\n  ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t + (" NOT NULL" if nn else "")))
-        for c, t, nn in cols
-    )
-    return sql.SQL("CREATE TABLE IF NOT EXISTS {} (\n  {}\n)").format(_name(schema, table), body)
-
-
-def init_schema(uri: str, schema: str = "public") -> list[str]:
-    """Create the CDM v5.4 ``note`` and ``note_nlp`` tables (if absent) and kinpath's own."""
-    from psycopg import sql
-
-    with connect(uri) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_name(schema)))
-        conn.execute(_ddl("note", schema, NOTE))
-        conn.execute(_ddl("note_nlp", schema, NOTE_NLP))
-        _own_tables(conn, schema)
-    return [f"{schema}.note", f"{schema}.note_nlp", f"{schema}.{PROGRESS}"]
-
-
-def _own_tables(conn: psycopg.Connection, schema: str) -> None:
-    """kinpath's progress table and NOTE_NLP id sequence (kinpath's, never the CDM's)."""
-    from psycopg import sql
-
-    conn.execute(sql.SQL("CREATE SEQUENCE IF NOT EXISTS {}").format(_name(schema, SEQUENCE)))
-    conn.execute(
-        sql.SQL("""CREATE TABLE IF NOT EXISTS {} (
-          selection text NOT NULL,      -- checksum of the note selection (#N: its Nth run)
-          model_version text NOT NULL,  -- NAME/VERSION that scored it
-          chunk integer NOT NULL,
-          last_note_id bigint,          -- the chunk's last note: a resume starts after it
-          notes integer NOT NULL,
-          rows_written integer NOT NULL,
-          errors jsonb NOT NULL,        -- [{{"note_id": .., "kind": .., "detail": ..}}], no text
-          finished boolean NOT NULL DEFAULT false,  -- the job's closing row
-          written_at timestamptz NOT NULL DEFAULT now(),
-          PRIMARY KEY (selection, model_version, chunk))""").format(_name(schema, PROGRESS))
-    )
-    conn.commit()
 
 
 def _selection_key(sel: NoteSelection) -> str:
@@ -179,7 +87,7 @@ def _notes(
         params.append(after)
     query = sql.SQL(
         "SELECT n.note_id, textsend(n.note_text) FROM {} n WHERE {} ORDER BY n.note_id"
-    ).format(_name(sel.schema, "note"), cond)
+    ).format(identifier(sel.schema, "note"), cond)
     with conn.cursor(name="kinpath_notes") as cur:  # server-side: rows arrive a chunk at a time
         cur.itersize = size
         cur.execute(query, params)
@@ -213,7 +121,7 @@ def _concepts(conn: psycopg.Connection, schema: str) -> dict[str, int]:
 
     rows = conn.execute(
         sql.SQL("SELECT concept_code, concept_id FROM {} WHERE vocabulary_id = 'ICDO3'").format(
-            _name(schema, "concept")
+            identifier(schema, "concept")
         )
     ).fetchall()
     return {code: cid for code, cid in rows}
@@ -260,7 +168,7 @@ def _job_key(conn: psycopg.Connection, schema: str, sel: NoteSelection, version:
         sql.SQL(
             "SELECT selection, bool_or(finished) FROM {} WHERE model_version = %s "
             "AND split_part(selection, '#', 1) = %s GROUP BY selection"
-        ).format(_name(schema, PROGRESS)),
+        ).format(identifier(schema, PROGRESS)),
         (version, base),
     ).fetchall()
     keys = [(k.decode() if isinstance(k, bytes) else k, bool(done)) for k, done in rows]
@@ -287,13 +195,8 @@ def score_notes(
     from psycopg import sql
 
     from kinpath.phenotyping.drift import Accumulator
-    from kinpath.pipelines.batch import (
-        drift_summary,
-        encoded_ahead,
-        parent_only,
-        release,
-        score_records,
-    )
+    from kinpath.pipelines.batch import drift_summary, encoded_ahead, score_records
+    from kinpath.pipelines.jobfiles import parent_only, release
 
     if chunk_size < 1 or batch_size < 1:
         raise InputError(
@@ -301,7 +204,7 @@ def score_notes(
         )
     system = f"kinpath {model.version}"
     schema = check_schema(selection.schema)
-    progress, nlp = _name(schema, PROGRESS), _name(schema, "note_nlp")
+    progress, nlp = identifier(schema, PROGRESS), identifier(schema, "note_nlp")
     tasks = model.bundle.tasks
     drift = Accumulator() if model.bundle.drift is not None else None
     t0 = time.perf_counter()
@@ -311,11 +214,11 @@ def score_notes(
             parent_only(fd)
         try:
             for table in ("note", "note_nlp"):
-                name = _name(schema, table).as_string(conn)
-                if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone() == (None,):
+                qualified = identifier(schema, table).as_string(conn)
+                if conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone() == (None,):
                     raise InputError(f"no table {schema}.{table} in the warehouse: create the "
                                      "CDM tables (kinpath omop init-schema) or name the schema")  # fmt: skip
-            _own_tables(conn, schema)
+            own_tables(conn, schema)
             base = _selection_key(selection)
             # one job per selection at a time: a session lock, gone with the session
             got = conn.execute(
@@ -360,7 +263,7 @@ def score_notes(
                 "note_nlp_source_concept_id, nlp_system, nlp_date, nlp_datetime, term_exists, "
                 'term_modifiers, "offset") VALUES (nextval({}), %s, %s, %s, %s, %s, %s, %s, %s, '
                 "%s, %s)"
-            ).format(nlp, sql.Literal(_name(schema, SEQUENCE).as_string(conn)))
+            ).format(nlp, sql.Literal(identifier(schema, SEQUENCE).as_string(conn)))
             insert_progress = sql.SQL(
                 "INSERT INTO {} (selection, model_version, chunk, last_note_id, notes, "
                 "rows_written, errors) VALUES (%s, %s, %s, %s, %s, %s, %s)"

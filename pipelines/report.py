@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,24 +50,33 @@ def _f1_plot(results: dict[str, dict[str, float]], tasks: list[str], path: Path)
     return path
 
 
-def write_report(
-    folder: Path,
-    results: dict[str, dict[str, float]],
-    spreads: dict[str, dict[str, float]],
-    embeddings: dict[str, str],
-    prediction: dict,
-    model: dict,
-    champion: str,
-    champion_fit: dict,
-    tracking_uri: str,
-    seeds: dict[str, list[int]],
-    champion_reason: str = "",
-) -> dict[str, str]:
-    """``results``: per method (mean over its seeds) and the TF-IDF baseline; ``spreads``:
-    the standard deviation over seeds; ``seeds``: which seeds each method was fitted with;
-    ``champion_reason``: why the champion is the registered method."""
+@dataclass(frozen=True)
+class RunResults:
+    """What one ``kinpath run`` made, as the report reads it."""
+
+    results: dict[str, dict[str, float]]  # per method (mean over its seeds) and the baseline
+    spreads: dict[str, dict[str, float]]  # the standard deviation over seeds
+    embeddings: dict[str, str]  # method -> embeddings folder
+    prediction: dict  # the batch stage's output: its summary
+    model: dict  # the registry stage's output: uri, version
+    champion: str  # the registered method
+    champion_fit: dict  # its fit (or ensemble) stage's output
+    tracking_uri: str
+    seeds: dict[str, list[int]]  # which seeds each method was fitted with
+    champion_reason: str = ""  # why the champion is the registered method
+
+
+def write_report(folder: Path, made: RunResults) -> dict[str, str]:
+    """The results pages into ``folder`` and an MLflow run of their own."""
     import mlflow
 
+    results, spreads, embeddings = made.results, made.spreads, made.embeddings
+    model, champion, champion_fit, seeds = made.model, made.champion, made.champion_fit, made.seeds
+    prediction, champion_reason, tracking_uri = (
+        made.prediction,
+        made.champion_reason,
+        made.tracking_uri,
+    )
     tasks = task_names(results)
     plots = [_f1_plot(results, tasks, folder / "f1_by_initialization.png")]
     client = mlflow.MlflowClient(tracking_uri)

@@ -37,155 +37,50 @@ shares one store, and the absolute URI is printed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import shutil
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
-from kinpath.embeddings.config import JointConfig, Word2VecConfig
 from kinpath.kg.errors import InputError
 from kinpath.kg.graph import build_graph, file_sha256
-from kinpath.kg.pairs import PairConfig
 from kinpath.kg.reports import read_reports, table_paths, table_sha256
 from kinpath.kg.secrets import redact
 from kinpath.phenotyping.store import tracking_uri as store_uri
 from kinpath.phenotyping.table import aggregate_seeds, method_table
+from kinpath.pipelines.fits import (
+    TABLE_LEGEND,
+    FitInputs,
+    champion_of,
+    champion_reason,
+    ensembles,
+    fit_stage,
+    method_name,
+    named_method,
+)  # fmt: skip
 from kinpath.pipelines.report import task_names
+from kinpath.pipelines.runconfig import (
+    DataConfig,
+    EmbeddingConfig,
+    FitConfig,
+    GraphConfig,
+    RegistryConfig,
+)  # fmt: skip
+from kinpath.pipelines.stages import (
+    FIT_PACKAGES,
+    Stages,
+    jsonable,
+    run_exists,
+    source_settings,
+    version_exists,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
-
-PACKAGES = ("kg", "embeddings", "phenotyping", "pipelines")
-FIT_PACKAGES = ("kg", "embeddings", "phenotyping")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    reports: str | list[str] | None = None  # a report table or a list of them; None: synthetic
-    # valid site × histology pairs (SEER's table) for the edit checks; with synthetic reports,
-    # None: the synthetic ontology's own
-    valid_combinations: str | None = None
-    synthetic_reports: int = 1000  # 150 validation reports: enough to bound 97% accuracy
-    synthetic_seed: int = 0
-    id_column: str = "report_id"
-    text_column: str = "text"
-    split_column: str = "split"
-
-
-@dataclass(frozen=True)
-class GraphConfig:
-    umls: str | None = None  # a META/ folder; with obo None too: the synthetic mini graph
-    obo: str | None = None
-
-
-@dataclass(frozen=True)
-class EmbeddingConfig:
-    word2vec: Word2VecConfig = field(
-        # one thread: the demo is small enough, and gensim's threads make every run differ
-        default_factory=lambda: Word2VecConfig(vector_size=100, epochs=10, min_count=2, workers=1)
-    )
-    joint: JointConfig = field(default_factory=JointConfig)
-    pairs: PairConfig = field(default_factory=PairConfig)
-    heldout_fraction: float = 0.2
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    config: str | None = None  # a `lightning fit` YAML; None: the module's defaults and fit_args
-    fit_args: list[str] = field(default_factory=lambda: [
-        "--trainer.max_epochs=8", "--trainer.enable_progress_bar=false",
-    ])  # fmt: skip
-    inits: list[str] = field(default_factory=lambda: ["random", "word2vec", "kg-joint"])
-    heads: list[str] = field(default_factory=lambda: ["plain"])  # and/or label-knowledge
-    seeds: list[int] = field(default_factory=list)  # empty: the run's one seed
-    # extra seeds for some methods only ("<init> / <heads>": [seeds]), for the comparisons
-    # that need a spread without paying for every method's
-    more_seeds: dict[str, list[int]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RegistryConfig:
-    model_name: str = "kinpath-demo"
-    alias: str = "champion"
-    # which fit is registered and promoted: "best" (lowest mean validation loss over seeds,
-    # then that config's best seed), an initialization ("kg-joint": its first heads), or
-    # "<init> / <heads>"
-    champion: str = "best"
-    # register a method's seeds as one model, their class probabilities averaged
-    # (pipelines.ensemble): with champion "best", every method fitted with two seeds or more
-    # is built and the ensemble of the lowest validation loss registered; with a named
-    # champion, its ensemble (a method with one seed: that fit). On TCGA three seeds' ensemble
-    # beats every single fit on site and histology, at three networks' cost per report
-    # (docs/results/tcga.md)
-    ensemble: bool = False
-
-
-class Stages:
-    """Runs stages in order, skipping those whose key matches their stage.json."""
-
-    def __init__(self, work: Path):
-        self.work = work
-        self.keys: dict[str, str] = {}
-        self.outputs: dict[str, dict] = {}
-        self.timings: dict[str, str] = {}
-
-    def run(
-        self,
-        name: str,
-        settings: object,
-        needs: list[str],
-        fn: Callable[[Path], dict],
-        exists: Callable[[dict], bool] | None = None,
-        packages: tuple[str, ...] = PACKAGES,
-    ) -> dict:
-        """Run ``fn`` into the stage's folder, or reuse its output if its key is unchanged
-        and ``exists(output)`` (when given) confirms that what it made is still there;
-        ``packages``: the kinpath packages whose code the stage runs."""
-        code = source_checksum(packages)
-        key = hashlib.sha256(
-            json.dumps(
-                {"settings": settings, "needs": [self.keys[n] for n in needs], "code": code},
-                sort_keys=True,
-                default=str,
-            ).encode()
-        ).hexdigest()[:16]
-        folder = self.work / name
-        state = folder / "stage.json"
-        if state.exists():
-            saved = json.loads(state.read_text())
-            if saved.get("key") == key and exists is not None and not exists(saved["output"]):
-                log.warning(
-                    "stage %-12s: its outputs are gone from the tracking store; redoing it", name
-                )
-            elif saved.get("key") == key:
-                log.info("stage %-12s cached (%s)", name, key)
-                self.keys[name], self.outputs[name] = key, saved["output"]
-                self.timings[name] = "cached"
-                return saved["output"]
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        log.info("stage %-12s running", name)
-        t = time.perf_counter()
-        output = fn(folder)
-        seconds = time.perf_counter() - t
-        state.write_text(
-            json.dumps(
-                {"key": key, "seconds": round(seconds, 1), "output": output}, indent=2, default=str
-            )
-            + "\n"
-        )
-        self.keys[name], self.outputs[name] = key, output
-        self.timings[name] = f"{seconds:.0f}s"
-        log.info("stage %-12s done in %.1fs", name, seconds)
-        return output
 
 
 def run(
@@ -224,10 +119,10 @@ def run(
             raise InputError(f"fit.heads: {h!r} is not one of {HEADS}")
     methods_fitted = [method_name(i, h) for i in fit.inits for h in fit.heads]
     for m in fit.more_seeds:
-        if _named_method(m, fit) not in methods_fitted or "/" not in m:
+        if named_method(m, fit) not in methods_fitted or "/" not in m:
             raise InputError(f"fit.more_seeds: {m!r} is not '<init> / <heads>' of a fitted "
                              f"method ({', '.join(methods_fitted)})")  # fmt: skip
-    if registry.champion != "best" and _named_method(registry.champion, fit) not in methods_fitted:
+    if registry.champion != "best" and named_method(registry.champion, fit) not in methods_fitted:
         raise InputError(f"registry.champion {registry.champion!r} is none of the fits "
                          f"({', '.join(methods_fitted)}) nor 'best'")  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
@@ -277,7 +172,7 @@ def run(
         res = build_graph(folder / "graph", umls_dirs=umls_dirs, obo_files=obo_files)
         return {"graph": str(res.out), "counts": res.counts}
 
-    g = st.run("graph", _source_settings(graph), [], graph_stage, packages=("kg",))
+    g = st.run("graph", source_settings(graph), [], graph_stage, packages=("kg",))
 
     def embeddings_stage(folder: Path) -> dict:
         from kinpath.embeddings.evaluate import evaluation
@@ -293,17 +188,18 @@ def run(
 
     # the vectors the fits need; a random initialization borrows a trained method's vocabulary
     methods = [i for i in fit.inits if i != "random"] or ["word2vec"]
-    emb = st.run("embeddings", _jsonable(embeddings) | {"methods": methods}, ["data", "graph"],
+    emb = st.run("embeddings", jsonable(embeddings) | {"methods": methods}, ["data", "graph"],
                  embeddings_stage, packages=("kg", "embeddings"))  # fmt: skip
 
     # per method (initialization / heads), one fit per seed; a fit's key holds only what it
     # runs, so adding a seed or a method leaves the fits already made cached
     fits: dict[str, list[dict]] = {}
     config_sha = file_sha256(Path(fit.config)) if fit.config else None
+    inputs = FitInputs(fit, data, reports, emb, g["graph"], valid)
     for init in fit.inits:
         for heads in fit.heads:
             extra = next((v for m, v in fit.more_seeds.items()
-                          if _named_method(m, fit) == method_name(init, heads)), [])  # fmt: skip
+                          if named_method(m, fit) == method_name(init, heads)), [])  # fmt: skip
             for s in dict.fromkeys([*(fit.seeds or [seed]), *extra]):
                 stage_name = f"fit-{init}-{heads}-{s}"
                 out = st.run(
@@ -311,8 +207,8 @@ def run(
                     {"init": init, "heads": heads, "seed": s, "config": fit.config,
                      "fit_args": fit.fit_args, "tracking": tracking_uri, "config_sha": config_sha},
                     ["data", "graph", "embeddings"],
-                    _fit_stage(init, heads, fit, reports, emb, data, s, g["graph"], valid),
-                    exists=lambda out: _run_exists(out["run_id"]), packages=FIT_PACKAGES,
+                    fit_stage(init, heads, s, inputs),
+                    exists=lambda out: run_exists(out["run_id"]), packages=FIT_PACKAGES,
                 )  # fmt: skip
                 fits.setdefault(method_name(init, heads), []).append(
                     out | {"seed": s, "stage": stage_name}
@@ -321,11 +217,13 @@ def run(
     spreads: dict[str, dict[str, float]] = {}
     for name, runs in fits.items():
         results[name], spreads[name] = aggregate_seeds([r["metrics"] for r in runs])
-    champion, champion_fit = _champion(registry.champion, fit, fits)
+    champion, champion_fit = champion_of(registry.champion, fit, fits)
     seeds_of = {n: [r["seed"] for r in rs] for n, rs in fits.items()}
     if registry.ensemble:
-        champion, champion_fit = _ensembles(st, registry, fits, champion, champion_fit,
-                                            results, seeds_of, tracking_uri)  # fmt: skip
+        built = ensembles(st, registry, fits, (champion, champion_fit), tracking_uri)
+        champion, champion_fit = built.champion, built.champion_fit
+        results |= built.rows
+        seeds_of |= built.seeds
     log.info(
         "champion: %s, seed %s (run %s)", champion, champion_fit["seed"], champion_fit["run_id"]
     )
@@ -354,7 +252,7 @@ def run(
 
     model = st.run("registry", asdict(registry) | {"tracking": tracking_uri,
                    "run": champion_fit["run_id"]}, ["data"], registry_stage,
-                   exists=lambda out: _version_exists(out["name"], out["version"]))  # fmt: skip
+                   exists=lambda out: version_exists(out["name"], out["version"]))  # fmt: skip
 
     def predict_stage(folder: Path) -> dict:
         from kinpath.pipelines.batch import load_model, predict
@@ -378,12 +276,12 @@ def run(
     pred = st.run("predict", {"model": model}, ["registry", "data"], predict_stage)
 
     def report_stage(folder: Path) -> dict:
-        from kinpath.pipelines.report import write_report
+        from kinpath.pipelines.report import RunResults, write_report
 
-        return write_report(
-            folder, results | {"tfidf-logreg": base["metrics"]}, spreads, emb, pred, model,
-            champion, champion_fit, tracking_uri, seeds_of, champion_reason(registry.champion),
-        )  # fmt: skip
+        made = RunResults(results | {"tfidf-logreg": base["metrics"]}, spreads, emb, pred, model,
+                          champion, champion_fit, tracking_uri, seeds_of,
+                          champion_reason(registry.champion))  # fmt: skip
+        return write_report(folder, made)
 
     fit_stages = [n for n in st.keys if n.startswith(("fit-", "ensemble"))]
     rep = st.run(
@@ -406,173 +304,6 @@ def run(
         print(f"docs: {publish(Path(rep['markdown']), docs, command)}")
     print(f"MLflow: mlflow ui --backend-store-uri {redact(tracking_uri)}   (model {model['uri']})")
     return {"report": rep, "model": model, "timings": st.timings}
-
-
-TABLE_LEGEND = (
-    "Each task's cell: micro-F1 / macro-F1 / share auto-coded, on the test split (all test "
-    "splits pooled; mean over seeds, ± their standard deviation); rare codes: macro-F1 over "
-    "the codes with fewer than 10 training reports. The report has the tables per split."
-)
-
-
-def champion_reason(choice: str) -> str:
-    """Why the registered method is the one registered, in words."""
-    if choice == "best":
-        return "the lowest mean validation loss, registry.champion: best"
-    return f"named in the config, registry.champion: {choice}"
-
-
-def method_name(init: str, heads: str) -> str:
-    """A method's row in the results: ``mtcnn <init> / <heads>``."""
-    return f"mtcnn {init} / {heads}"
-
-
-def _named_method(name: str, fit: FitConfig) -> str:
-    """The row of ``"<init> / <heads>"`` or of ``"<init>"`` (its first heads)."""
-    init, _, heads = (x.strip() for x in name.partition("/"))
-    return method_name(init, heads or fit.heads[0])
-
-
-def _champion(choice: str, fit: FitConfig, fits: dict[str, list[dict]]) -> tuple[str, dict]:
-    """The registered method and fit: the named one's best seed, or with ``best`` the method
-    of the lowest mean validation loss (the checkpoints' criterion) and its best seed."""
-
-    def loss(r: dict) -> float:
-        return float(r.get("val_loss", float("inf")))
-
-    if choice == "best":
-        name = min(fits, key=lambda n: sum(map(loss, fits[n])) / len(fits[n]))
-    else:
-        name = _named_method(choice, fit)
-    return name, min(fits[name], key=loss)
-
-
-def _ensembles(
-    st: Stages,
-    registry: RegistryConfig,
-    fits: dict[str, list[dict]],
-    champion: str,
-    champion_fit: dict,
-    results: dict[str, dict[str, float]],
-    seeds_of: dict[str, list[int]],
-    tracking_uri: str,
-) -> tuple[str, dict]:
-    """One ensemble stage per method fitted with two seeds or more (with ``champion: best``;
-    else the named champion's only), each a row of the results; the champion becomes the
-    ensemble of the lowest validation loss (the ensemble's own, over the whole split)."""
-    from kinpath.pipelines.ensemble import ensemble
-
-    names = [n for n, rs in fits.items() if len(rs) >= 2]
-    if registry.champion != "best":
-        names = [n for n in names if n == champion]
-    if not names:
-        log.warning("registry.ensemble: no champion candidate has two seeds; registering %s, "
-                    "seed %s", champion, champion_fit["seed"])  # fmt: skip
-        return champion, champion_fit
-
-    def stage(members: list[str]) -> Callable[[Path], dict]:
-        return lambda folder: ensemble(members, tracking_uri)
-
-    built = {}
-    for name in names:
-        members = [r["run_id"] for r in fits[name]]
-        slug = fits[name][0]["stage"].rsplit("-", 1)[0].replace("fit-", "ensemble-", 1)
-        built[name] = st.run(
-            slug, {"members": members, "tracking": tracking_uri},
-            ["data", *(r["stage"] for r in fits[name])], stage(members),
-            exists=lambda out: _run_exists(out["run_id"]),
-        )  # fmt: skip
-        results[f"{name} ensemble"] = built[name]["metrics"]
-        seeds_of[f"{name} ensemble"] = built[name]["seeds"]
-    best = min(built, key=lambda n: built[n]["val_loss"])
-    e = built[best]
-    return f"{best} ensemble", {"run_id": e["run_id"], "metrics": e["metrics"],
-                                "val_loss": e["val_loss"], "seed": e["seeds"]}  # fmt: skip
-
-
-def _fit_stage(
-    init: str,
-    heads: str,
-    fit: FitConfig,
-    reports: list[Path],
-    emb: dict,
-    data: DataConfig,
-    seed: int,
-    graph: str,
-    valid: str | None,
-) -> Callable[[Path], dict]:
-    def stage(folder: Path) -> dict:
-        from kinpath.phenotyping.cli import cli
-
-        folder_for = emb[next(iter(emb))] if init == "random" else emb[init]
-        args = ["fit"] + (["-c", fit.config] if fit.config else []) + [
-            "--data.data", json.dumps([str(p) for p in reports]), "--data.embeddings", folder_for,
-            "--data.id_column", data.id_column, "--data.text_column", data.text_column,
-            "--data.split_column", data.split_column, "--seed_everything", str(seed),
-            "--model.init", "random" if init == "random" else "pretrained", "--model.heads", heads,
-            "--trainer.logger.init_args.run_name", f"mtcnn-{init}-{heads}-s{seed}", "--data.graph", graph,
-            "--trainer.enable_model_summary=false",
-            *(["--data.valid_combinations", valid] if valid else []),
-            f"--checkpoint.dirpath={folder / 'checkpoints'}",
-            *fit.fit_args,
-        ]  # fmt: skip
-        c = cli(args, quiet=True)
-        metrics = {
-            k: float(v) for k, v in c.trainer.callback_metrics.items() if k.startswith("test/")
-        }
-        best = c.trainer.checkpoint_callback.best_model_score  # type: ignore[union-attr]
-        return {
-            "run_id": c.trainer.logger.run_id,  # type: ignore[union-attr]
-            "metrics": metrics,
-            "val_loss": None if best is None else float(best),
-            "epochs": c.trainer.current_epoch,
-        }
-
-    return stage
-
-
-def source_checksum(packages: tuple[str, ...] = PACKAGES) -> str:
-    """A checksum of these kinpath packages' code and package data: a change to it redoes
-    the stages that run them."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for pkg in packages:
-        for f in sorted((root / pkg).rglob("*")):
-            if f.is_file() and f.suffix in (".py", ".csv", ".yaml"):
-                h.update(str(f.relative_to(root)).encode() + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _run_exists(run_id: str) -> bool:
-    import mlflow
-
-    try:
-        return mlflow.MlflowClient().get_run(run_id).info.lifecycle_stage != "deleted"
-    except mlflow.exceptions.MlflowException:
-        return False
-
-
-def _version_exists(name: str, version: str) -> bool:
-    import mlflow
-
-    try:
-        mlflow.MlflowClient().get_model_version(name, version)
-    except mlflow.exceptions.MlflowException:
-        return False
-    return True
-
-
-def _source_settings(graph: GraphConfig) -> dict:
-    out: dict[str, object] = asdict(graph)
-    if graph.umls:
-        out["files"] = {p.name: file_sha256(p) for p in sorted(Path(graph.umls).glob("*.RRF"))}
-    if graph.obo:
-        out["obo_sha256"] = file_sha256(Path(graph.obo))
-    return out
-
-
-def _jsonable(x: object) -> dict:
-    return json.loads(json.dumps(asdict(x), default=dict))  # type: ignore[call-overload]
 
 
 def demo(work: Path = Path("runs/demo"), tracking_uri: str | None = None) -> None:

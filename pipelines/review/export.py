@@ -101,14 +101,15 @@ def _notes(uri: str, schema: str, ids: set[str]) -> tuple[dict[str, str], dict[s
     """The text (read as the scoring job reads it) and person of these notes."""
     from psycopg import sql
 
-    from kinpath.pipelines.omop import _name, _record, connect
+    from kinpath.pipelines.cdm import connect, name
+    from kinpath.pipelines.omop import _record
 
     numeric = sorted(int(i) for i in ids if i.isdigit())
     texts, patients = {}, {}
     with connect(uri) as conn:
         rows = conn.execute(
             sql.SQL("SELECT note_id, person_id, textsend(note_text) FROM {} "
-                    "WHERE note_id = ANY(%s)").format(_name(schema, "note")),
+                    "WHERE note_id = ANY(%s)").format(name(schema, "note")),
             [numeric],
         ).fetchall()  # fmt: skip
     for note_id, person, raw in rows:

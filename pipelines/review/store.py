@@ -78,7 +78,7 @@ class DecisionStore:
                 conn.execute("PRAGMA synchronous=FULL")
                 yield conn
         else:
-            from kinpath.pipelines.omop import connect
+            from kinpath.pipelines.cdm import connect
 
             with connect(self.uri) as conn:
                 yield conn

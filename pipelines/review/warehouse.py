@@ -38,14 +38,15 @@ class NoteTexts(Mapping[str, str]):
     def __getitem__(self, note_id: str) -> str:
         from psycopg import sql
 
-        from kinpath.pipelines.omop import _name, _record, connect
+        from kinpath.pipelines.cdm import connect, name
+        from kinpath.pipelines.omop import _record
 
         if note_id not in self.ids:
             raise KeyError(note_id)
         with connect(self.uri) as conn:
             row = conn.execute(
                 sql.SQL("SELECT textsend(note_text) FROM {} WHERE note_id = %s").format(
-                    _name(self.schema, "note")
+                    name(self.schema, "note")
                 ),
                 [int(note_id)],
             ).fetchone()
@@ -72,9 +73,9 @@ def load(
     """The scored rows (by note id) of ``system``'s ``NOTE_NLP`` rows, the tasks, and the system."""
     from psycopg import sql
 
-    from kinpath.pipelines.omop import _name, connect
+    from kinpath.pipelines.cdm import connect, name
 
-    nlp = _name(schema, "note_nlp")
+    nlp = name(schema, "note_nlp")
     with connect(uri) as conn:
         if system is None:
             row = conn.execute(

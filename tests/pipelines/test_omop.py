@@ -16,8 +16,9 @@ import pytest
 
 from kinpath.kg.errors import InputError
 from kinpath.pipelines.batch import load_model
+from kinpath.pipelines.cdm import init_schema
 from kinpath.pipelines.notes import NoteSelection
-from kinpath.pipelines.omop import init_schema, score_notes
+from kinpath.pipelines.omop import score_notes
 from kinpath.pipelines.synthetic import synthetic_reports
 from tests.pipelines.conftest import ROOT, Registered
 

@@ -315,7 +315,8 @@ def test_a_warehouse_is_reviewed_from_note_nlp_and_exported_from_note(
     a kinpath table in the warehouse, and the export reads the notes' text and persons."""
     import psycopg
 
-    from kinpath.pipelines.omop import init_schema, score_notes
+    from kinpath.pipelines.cdm import init_schema
+    from kinpath.pipelines.omop import score_notes
     from kinpath.pipelines.review.export import export
 
     with psycopg.connect(postgres, autocommit=True) as c:

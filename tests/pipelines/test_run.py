@@ -188,7 +188,7 @@ def test_an_edit_to_the_orchestration_keeps_the_fits_of_a_given_table(
 ) -> None:
     # a user's table is only recorded by the data stage: editing pipelines/ must not redo
     # the hours of fits made from it (it did: the data stage's key held pipelines/ code)
-    import kinpath.pipelines.run as run_module
+    import kinpath.pipelines.stages as stages_module
     from kinpath.pipelines.synthetic import synthetic_reports
 
     monkeypatch.chdir(tmp_path)
@@ -203,10 +203,10 @@ def test_an_edit_to_the_orchestration_keeps_the_fits_of_a_given_table(
         registry=RegistryConfig(champion="random"),
     )  # fmt: skip
     run(**kw)  # type: ignore[arg-type]
-    checksum = run_module.source_checksum
+    checksum = stages_module.source_checksum
     monkeypatch.setattr(
-        run_module, "source_checksum",
-        lambda packages=run_module.PACKAGES: checksum(packages) + ("+edit" if "pipelines" in packages else ""),
+        stages_module, "source_checksum",
+        lambda packages=stages_module.PACKAGES: checksum(packages) + ("+edit" if "pipelines" in packages else ""),
     )  # fmt: skip
     edited = run(**kw)["timings"]  # type: ignore[arg-type]
     assert edited["data"] == edited["embeddings"] == edited["fit-random-plain-42"] == "cached"

@@ -1,0 +1,131 @@
+"""Cached stages of ``kinpath run``: a stage reruns only when its key changes.
+
+A stage's key is the checksum of its settings, of the keys of the stages it reads and of
+the source code of the kinpath packages it runs (:func:`source_checksum`); its folder holds
+a ``stage.json`` with the key, the seconds it took and its output. A stage whose outputs are
+gone from the tracking store (``exists``) is redone even with its key unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from kinpath.kg.graph import file_sha256
+from kinpath.pipelines.runconfig import GraphConfig
+
+log = logging.getLogger(__name__)
+
+PACKAGES = ("kg", "embeddings", "phenotyping", "pipelines")
+FIT_PACKAGES = ("kg", "embeddings", "phenotyping")
+
+
+class Stages:
+    """Runs stages in order, skipping those whose key matches their stage.json."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.keys: dict[str, str] = {}
+        self.outputs: dict[str, dict] = {}
+        self.timings: dict[str, str] = {}
+
+    def run(
+        self,
+        name: str,
+        settings: object,
+        needs: list[str],
+        fn: Callable[[Path], dict],
+        exists: Callable[[dict], bool] | None = None,
+        packages: tuple[str, ...] = PACKAGES,
+    ) -> dict:
+        """Run ``fn`` into the stage's folder, or reuse its output if its key is unchanged
+        and ``exists(output)`` (when given) confirms that what it made is still there;
+        ``packages``: the kinpath packages whose code the stage runs."""
+        code = source_checksum(packages)
+        key = hashlib.sha256(
+            json.dumps(
+                {"settings": settings, "needs": [self.keys[n] for n in needs], "code": code},
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).hexdigest()[:16]
+        folder = self.work / name
+        state = folder / "stage.json"
+        if state.exists():
+            saved = json.loads(state.read_text())
+            if saved.get("key") == key and exists is not None and not exists(saved["output"]):
+                log.warning(
+                    "stage %-12s: its outputs are gone from the tracking store; redoing it", name
+                )
+            elif saved.get("key") == key:
+                log.info("stage %-12s cached (%s)", name, key)
+                self.keys[name], self.outputs[name] = key, saved["output"]
+                self.timings[name] = "cached"
+                return saved["output"]
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        log.info("stage %-12s running", name)
+        t = time.perf_counter()
+        output = fn(folder)
+        seconds = time.perf_counter() - t
+        state.write_text(
+            json.dumps(
+                {"key": key, "seconds": round(seconds, 1), "output": output}, indent=2, default=str
+            )
+            + "\n"
+        )
+        self.keys[name], self.outputs[name] = key, output
+        self.timings[name] = f"{seconds:.0f}s"
+        log.info("stage %-12s done in %.1fs", name, seconds)
+        return output
+
+
+def source_checksum(packages: tuple[str, ...] = PACKAGES) -> str:
+    """A checksum of these kinpath packages' code and package data: a change to it redoes
+    the stages that run them."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for pkg in packages:
+        for f in sorted((root / pkg).rglob("*")):
+            if f.is_file() and f.suffix in (".py", ".csv", ".yaml"):
+                h.update(str(f.relative_to(root)).encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def run_exists(run_id: str) -> bool:
+    import mlflow
+
+    try:
+        return mlflow.MlflowClient().get_run(run_id).info.lifecycle_stage != "deleted"
+    except mlflow.exceptions.MlflowException:
+        return False
+
+
+def version_exists(name: str, version: str) -> bool:
+    import mlflow
+
+    try:
+        mlflow.MlflowClient().get_model_version(name, version)
+    except mlflow.exceptions.MlflowException:
+        return False
+    return True
+
+
+def source_settings(graph: GraphConfig) -> dict:
+    out: dict[str, object] = asdict(graph)
+    if graph.umls:
+        out["files"] = {p.name: file_sha256(p) for p in sorted(Path(graph.umls).glob("*.RRF"))}
+    if graph.obo:
+        out["obo_sha256"] = file_sha256(Path(graph.obo))
+    return out
+
+
+def jsonable(x: object) -> dict:
+    return json.loads(json.dumps(asdict(x), default=dict))  # type: ignore[call-overload]
