@@ -7,6 +7,8 @@ registry commands and ``kinpath run`` resolve the store the same way without loa
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from kinpath.kg.secrets import warn_if_password
@@ -45,3 +47,24 @@ def existing_store(uri: str | None = None) -> str:
                 "or --tracking_uri at the store that holds the model"
             )
     return resolved
+
+
+@contextmanager
+def using_store(uri: str) -> Iterator[str]:
+    """MLflow's fluent API (``start_run``, ``log_model``, ``pyfunc.load_model`` of a
+    ``models:/`` URI) reads the process-wide tracking URI. Set it to ``uri`` for the block
+    only, then put back what was there (and ``MLFLOW_TRACKING_URI`` as it was), so that no
+    library call leaves another store behind for the caller's next MLflow call."""
+    import mlflow
+
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    before = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None: unset, as it was
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env

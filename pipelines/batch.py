@@ -74,7 +74,7 @@ def load_model(uri: str, tracking: str | None = None, precision: Precision = "au
     (phenotyping.bundle)."""
     import mlflow
 
-    from kinpath.phenotyping.store import existing_store, tracking_uri
+    from kinpath.phenotyping.store import existing_store, tracking_uri, using_store
 
     # a registered model or a run's is read from the store, which must exist; a path is not
     store = (
@@ -82,7 +82,6 @@ def load_model(uri: str, tracking: str | None = None, precision: Precision = "au
         if uri.startswith(("models:/", "runs:/"))
         else tracking_uri(tracking)
     )
-    mlflow.set_tracking_uri(store)
     version = uri
     if uri.startswith("models:/"):
         name_part = uri[len("models:/") :]
@@ -99,10 +98,11 @@ def load_model(uri: str, tracking: str | None = None, precision: Precision = "au
             raise InputError(f"cannot resolve {uri} in the store {store}: {detail}") from None
     # load the version the alias resolved to, not the alias again: it may move in between
     try:
-        model = mlflow.pyfunc.load_model(
-            f"models:/{version}" if uri.startswith("models:/") else uri,
-            model_config={"precision": precision},
-        )
+        with using_store(store):  # a models:/ URI is resolved through the global store
+            model = mlflow.pyfunc.load_model(
+                f"models:/{version}" if uri.startswith("models:/") else uri,
+                model_config={"precision": precision},
+            )
     except (mlflow.exceptions.MlflowException, OSError) as e:
         detail = e.message if isinstance(e, mlflow.exceptions.MlflowException) else (
             e.strerror or type(e).__name__)  # fmt: skip

@@ -25,7 +25,7 @@ import yaml
 from mlflow import MlflowClient
 
 from kinpath.kg.errors import InputError
-from kinpath.phenotyping.store import tracking_uri
+from kinpath.phenotyping.store import tracking_uri, using_store
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ def ensemble(run_ids: list[str], uri: str | None = None, run_name: str | None = 
 
     if len(set(run_ids)) < 2:
         raise InputError(f"an ensemble needs two or more distinct runs, not {run_ids}")
-    mlflow.set_tracking_uri(tracking_uri(uri))
-    client = MlflowClient()
+    store = tracking_uri(uri)
+    client = MlflowClient(tracking_uri=store)
     with tempfile.TemporaryDirectory() as tmp:
         members, configs, runs = [], [], []
         for rid in run_ids:
@@ -85,7 +85,10 @@ def ensemble(run_ids: list[str], uri: str | None = None, run_name: str | None = 
         result = build_ensemble(members, Path(tmp) / "bundle", dm, provenance, Path(tmp) / "test")
         name = run_name or _ensemble_name([r.info.run_name or "" for r in runs], seeds)
         experiment = runs[0].info.experiment_id
-        with mlflow.start_run(experiment_id=experiment, run_name=name) as active:
+        with (
+            using_store(store),
+            mlflow.start_run(experiment_id=experiment, run_name=name) as active,
+        ):
             mlflow.log_params({"ensemble.members": len(run_ids), "ensemble.seeds": json.dumps(seeds),
                                "model.heads": heads})  # fmt: skip
             mlflow.set_tags({"kinpath.ensemble_of": ",".join(run_ids),

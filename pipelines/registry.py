@@ -27,7 +27,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from kinpath.kg.errors import InputError
-from kinpath.phenotyping.store import existing_store
+from kinpath.phenotyping.store import existing_store, using_store
 from kinpath.pipelines.card import model_card
 from kinpath.pipelines.model import signature
 
@@ -45,7 +45,6 @@ class Registered:
 def register(run_id: str, name: str, uri: str | None = None) -> Registered:
     """Wrap the run's bundle as a pyfunc model and register it as a new version of ``name``."""
     store = existing_store(uri)
-    mlflow.set_tracking_uri(store)  # log_model below writes through the fluent API
     client = MlflowClient(tracking_uri=store)
     try:
         run = client.get_run(run_id)
@@ -67,7 +66,7 @@ def register(run_id: str, name: str, uri: str | None = None) -> Registered:
                 "training_run": run_id,
             }
         }
-        with mlflow.start_run(run_id=run_id):
+        with using_store(store), mlflow.start_run(run_id=run_id):  # log_model is fluent only
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(Path(__file__).with_name("model_code.py")),  # models-from-code
@@ -109,15 +108,18 @@ def recalibrate(model: str, reviewed: Path, name: str, uri: str | None = None) -
         reports = json.loads((folder / "manifests.json").read_text())["recalibrations"][-1][
             "reports"
         ]
-        mlflow.set_tracking_uri(store)
-        mlflow.set_experiment("kinpath-recalibration")
-        with mlflow.start_run(run_name=f"recalibrate {base.version}") as run:
+        client = MlflowClient(tracking_uri=store)
+        exp = client.get_experiment_by_name("kinpath-recalibration")
+        exp_id = exp.experiment_id if exp else client.create_experiment("kinpath-recalibration")
+        with (
+            using_store(store),
+            mlflow.start_run(exp_id, run_name=f"recalibrate {base.version}") as run,
+        ):
             mlflow.log_artifacts(str(folder), "bundle")
             mlflow.log_metrics({k.replace("/", "."): float(v) for k, v in figures.items()})
             mlflow.set_tags({"kinpath.base_model": base.version, "kinpath.reviewed_sha256": checksum,
                              "kinpath.reviewed_reports": str(reports)})  # fmt: skip
     registered = register(run.info.run_id, name, store)
-    client = MlflowClient(tracking_uri=store)
     for k, v in {"base_model": base.version, "reviewed_sha256": checksum,
                  "reviewed_reports": str(reports)}.items():  # fmt: skip
         client.set_model_version_tag(name, registered.version, f"provenance.{k}", v)

@@ -165,3 +165,32 @@ def test_registry_list_is_a_table_and_json_on_request(registered: Registered) ->
     assert any(
         v["name"] == "kinpath-test" and "metric.test/site/macro_f1" in v["tags"] for v in rows
     )
+
+
+def test_library_calls_leave_the_callers_tracking_uri_as_it_was(
+    registered: Registered, tmp_path: Path
+) -> None:
+    """Loading and registering go to the store they are given and put MLflow's global
+    tracking URI back: a notebook's next MLflow call still reaches its own store."""
+    from kinpath.pipelines.batch import load_model
+
+    mine = f"sqlite:///{tmp_path / 'notebook.db'}"
+    before = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(mine)
+    try:
+        load_model(registered.champion, registered.tracking_uri)
+        run_id = (
+            mlflow.MlflowClient(registered.tracking_uri)
+            .get_model_version(registered.name, registered.version)
+            .run_id
+        )
+        registry.register(run_id, "kinpath-scope", registered.tracking_uri)
+        assert mlflow.get_tracking_uri() == mine
+        assert os.environ["MLFLOW_TRACKING_URI"] == mine
+    finally:
+        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
