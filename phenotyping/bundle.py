@@ -183,9 +183,9 @@ class Bundle:
 
 
 # bf16 answers are scored again in fp32 where a task's two best classes are closer than
-# this in probability: there bf16's rounding could change the answer. bf16 moved a class
-# probability of the TCGA champion by at most 0.025 on the validation reports, so a gap
-# above twice that keeps each task's answer fp32's (docs/benchmarks.md)
+# this in probability: there bf16's rounding could change the answer. The gap is twice the
+# largest move of a class probability that bf16 made on the TCGA champion's validation
+# reports (docs/guides/deploy.md, "Speed")
 BF16_RECHECK = 0.06
 
 

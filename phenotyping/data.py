@@ -164,8 +164,8 @@ class ReportDataModule(pl.LightningDataModule):
                 `site,histology` (SEER's list, e.g.
                 ../shared/data/registry/seer-site-histology-valid.csv); None: no edit check.
             center_vectors: Remove the vectors' mean before use. Small-corpus word2vec vectors
-                share a large common direction (on the TCGA train split two random words have
-                a mean cosine of 0.70; 0.03 once centered); removing it (Mu & Viswanath 2018)
+                share a large common direction (docs/guides/train.md gives the TCGA figure);
+                removing it (Mu & Viswanath 2018)
                 keeps the neighbourhoods and gives the CNN features that differ between words
                 from the first step.
             predict_split: The split `predict` runs on.

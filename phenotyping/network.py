@@ -181,10 +181,9 @@ class Int8Convs(nn.Module):
     the embedding table's own minimum and maximum: the range, and so the scale, is
     the table's for every batch (the tokens are rows of that table, padding is
     zeros). One product per width, not
-    one for all: the stacked output is ``k`` times a convolution's, and for all
-    widths at once a batch of 3,000-token reports took 600 MB more.
-    ``bench/batch_throughput.py`` measures the speed and checks that macro-F1
-    stays within 0.01 of fp32.
+    one for all: the stacked output is ``k`` times a convolution's (docs/benchmarks.md
+    has what that cost). ``bench/batch_throughput.py`` measures the speed and compares
+    macro-F1 with fp32's.
     """
 
     biases: torch.Tensor
