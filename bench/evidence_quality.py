@@ -259,7 +259,7 @@ def render(rows: list[dict], name: str, args: argparse.Namespace) -> str:
         "# Evidence quality",
         "",
         f"Measured {dt.date.today()} on {platform.node()} ({os.cpu_count()} CPUs), model {name}, "
-        "fp32, on the test splits of both shared TCGA tables, with",
+        f"fp32, on the test split of {', '.join(f'`{s}`' for s in args.splits)}, with",
         f"`python bench/evidence_quality.py --model <model> --graph <graph folder> --methods {' '.join(args.methods)} --ig-steps {args.ig_steps} --splits {' '.join(args.splits)}`. "
         "Spans: `windows` is what kinpath emits; `ig` is integrated gradients, for comparison.",
         "",
