@@ -21,12 +21,11 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from jsonargparse import lazy_instance
-from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.cli import (
     LightningArgumentParser,
@@ -37,6 +36,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 
 from kinpath.kg.secrets import redact
 from kinpath.phenotyping.bundle import save_bundle
+from kinpath.phenotyping.callbacks import EpochLine, TestArtifacts
 from kinpath.phenotyping.data import ReportDataModule
 from kinpath.phenotyping.module import MTCNNModule
 from kinpath.phenotyping.network import KNOWLEDGE_HEADS
@@ -68,28 +68,6 @@ class MlflowSaveConfig(SaveConfigCallback):
                 logger.experiment.set_tag(
                     logger.run_id, "kg.checksum", str(m.get("graph_checksum"))
                 )
-
-
-class EpochLine(Callback):
-    """One log line per epoch (validation loss, macro-F1 per task) where there is no bar."""
-
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._t0 = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # after the epoch's validation (callbacks' validation hooks run before the module's,
-        # so there the metrics would still be the previous epoch's)
-        if trainer.progress_bar_callback and sys.stderr.isatty():
-            return
-        m = trainer.callback_metrics
-        f1 = ", ".join(
-            f"{t} {float(m[f'val/{t}/macro_f1']):.3f}"
-            for t in getattr(pl_module, "tasks", [])
-            if f"val/{t}/macro_f1" in m
-        )
-        loss = float(m["val/loss"]) if "val/loss" in m else float("nan")
-        log.info("epoch %d/%d: val loss %.3f; macro-F1 %s (%.0f s)", trainer.current_epoch + 1,
-                 trainer.max_epochs or 0, loss, f1, time.perf_counter() - getattr(self, "_t0", 0.0))  # fmt: skip
 
 
 def _graph_codes(heads: str) -> bool:
@@ -212,7 +190,7 @@ def trainer_defaults() -> dict:
         "accelerator": "auto",
         # a bar redrawn into a log file is noise beside EpochLine's one line per epoch
         "enable_progress_bar": sys.stderr.isatty(),
-        "callbacks": [EpochLine()],
+        "callbacks": [EpochLine(), TestArtifacts()],
         "logger": lazy_instance(
             MLFlowLogger, experiment_name="kinpath-phenotyping", tracking_uri=uri, log_model=False
         ),

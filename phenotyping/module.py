@@ -17,16 +17,15 @@
   ``test/out_of_scope``, ``test/contradictions``; F1 is the heads' argmax.
 * Several report tables (the data's ``source_of``): test metrics are also
   logged per table, ``test/<table>/<task>/macro_f1``; the unprefixed ones pool them.
-* At test end: a confusion matrix per task and the accuracy–coverage curves as
-  PNG, the decoder as JSON, logged to the run when the logger is MLflow.
+* At test end the module keeps its test probabilities, labels and accuracy–coverage curves
+  (``test_outputs``); plots and uploads are the callbacks' (:mod:`kinpath.phenotyping.callbacks`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -34,7 +33,6 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F  # noqa: N812
-from pytorch_lightning.loggers import MLFlowLogger
 
 from kinpath.phenotyping.decode import Decoder, decode, fit_decoder
 from kinpath.phenotyping.drift import Reference, Scored, fit_reference
@@ -47,10 +45,18 @@ from kinpath.phenotyping.evaluate import (
 )
 from kinpath.phenotyping.hierarchy import Hierarchy
 from kinpath.phenotyping.network import HEADS, KNOWLEDGE_HEADS, MTCNN, Heads
-from kinpath.phenotyping.plots import accuracy_coverage_png, confusion_matrix_png
 from kinpath.phenotyping.scope import similarity, site_centroids
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TestOutputs:
+    """The last test's class probabilities, labels (-1: none) and accuracy–coverage curves."""
+
+    probs: dict[str, np.ndarray]
+    labels: np.ndarray
+    curves: dict[str, tuple]
 
 
 def masked_multitask_loss(
@@ -215,6 +221,7 @@ class MTCNNModule(pl.LightningModule):
             frozenset(tuple(x) for x in rules["valid"]) if rules.get("valid") is not None else None
         )
         self.decoder: Decoder | None = None
+        self.test_outputs: TestOutputs | None = None
         self._teacher: dict[str, torch.Tensor] | None = None  # per task, [data rows, classes]
         self.centroids: np.ndarray | None = None
         self.drift_reference: Reference | None = None  # the validation split's, for drift checks
@@ -413,56 +420,8 @@ class MTCNNModule(pl.LightningModule):
         curves = {}
         if decoded is not None and self.decoder is not None:
             curves = coverage_curves(decoded, labels, self.decoder, self.tasks)
-        self._test_artifacts(probs, labels, curves)
-
-    def _test_artifacts(
-        self, probs: dict[str, np.ndarray], labels: np.ndarray, curves: dict[str, tuple]
-    ) -> None:
-        maps = self.hparams.get("label_maps") or {}
-        with tempfile.TemporaryDirectory() as tmp:
-            d = Path(tmp)
-            files = [d / "decoder.json"]
-            files[0].write_text(
-                json.dumps(self.decoder.as_dict() if self.decoder else {}, indent=2)
-            )
-            for j, t in enumerate(self.tasks):
-                y = labels[:, j]
-                if (y >= 0).any():
-                    files.append(confusion_matrix_png(
-                        y, probs[t].argmax(1), maps.get(t, []), f"{t}: confusion (test, row-normalized)",
-                        d / f"confusion_{t}.png",
-                    ))  # fmt: skip
-            if curves:
-                files.append(
-                    accuracy_coverage_png(
-                        curves,
-                        d / "accuracy_coverage.png",
-                        self.hparams["target_accuracy"],
-                        self._model_name(),
-                    )
-                )
-            self._log_artifacts(files)
-
-    def _model_name(self) -> str:
-        """What a plot's title names: the MT-CNN, its initialization and the run."""
-        hp = self.hparams
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        method = ((getattr(dm, "embedding_manifest", None) or {}).get("method")) or "no"
-        init = "random vectors" if hp["init"] == "random" else f"{method} vectors"
-        run = getattr(self.logger, "run_id", None) if self._trainer is not None else None
-        return f"MT-CNN, {init}" + (f" (run {str(run)[:8]})" if run else "")
-
-    def _log_artifacts(self, files: list[Path]) -> None:
-        """Upload files to the run when the logger is MLflow; otherwise keep them in the log dir."""
-        logger = self.logger
-        if isinstance(logger, MLFlowLogger):
-            for f in files:
-                logger.experiment.log_artifact(logger.run_id, str(f), artifact_path="test")
-        elif self.trainer is not None and self.trainer.log_dir:
-            out = Path(self.trainer.log_dir) / "test"
-            out.mkdir(parents=True, exist_ok=True)
-            for f in files:
-                (out / f.name).write_bytes(f.read_bytes())
+        # what the TestArtifacts callback draws and uploads (phenotyping.callbacks)
+        self.test_outputs = TestOutputs(probs, labels, curves)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["decoder"] = self.decoder.as_dict() if self.decoder else None
