@@ -197,7 +197,11 @@ def trainer_defaults() -> dict:
     }
 
 
-def cli(args: list[str] | None = None, run: bool = True, quiet: bool = False) -> PhenotypingCLI:
+def cli(
+    args: list[str] | dict | None = None, run: bool = True, quiet: bool = False
+) -> PhenotypingCLI:
+    """The LightningCLI of kinpath's MT-CNN; ``args`` as command-line strings or in
+    LightningCLI's structured form (``{"fit": {"trainer": {"max_epochs": 1}}}``)."""
     return PhenotypingCLI(
         MTCNNModule,
         ReportDataModule,

@@ -5,12 +5,12 @@ method)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kinpath.kg.errors import InputError
 from kinpath.pipelines.runconfig import DataConfig, FitConfig, RegistryConfig
 from kinpath.pipelines.stages import Stages, run_exists
 
@@ -134,17 +134,16 @@ def fit_stage(init: str, heads: str, seed: int, x: FitInputs) -> Callable[[Path]
         from kinpath.phenotyping.cli import cli
 
         folder_for = emb[next(iter(emb))] if init == "random" else emb[init]
-        args = ["fit"] + (["-c", fit.config] if fit.config else []) + [
-            "--data.data", json.dumps([str(p) for p in reports]), "--data.embeddings", folder_for,
-            "--data.id_column", data.id_column, "--data.text_column", data.text_column,
-            "--data.split_column", data.split_column, "--seed_everything", str(seed),
-            "--model.init", "random" if init == "random" else "pretrained", "--model.heads", heads,
-            "--trainer.logger.init_args.run_name", f"mtcnn-{init}-{heads}-s{seed}", "--data.graph", graph,
-            "--trainer.enable_model_summary=false",
-            *(["--data.valid_combinations", valid] if valid else []),
-            f"--checkpoint.dirpath={folder / 'checkpoints'}",
-            *fit.fit_args,
-        ]  # fmt: skip
+        options: dict[str, object] = {
+            "data.data": [str(p) for p in reports], "data.embeddings": folder_for,
+            "data.id_column": data.id_column, "data.text_column": data.text_column,
+            "data.split_column": data.split_column, "data.graph": graph,
+            "seed_everything": seed,
+            "model.init": "random" if init == "random" else "pretrained", "model.heads": heads,
+            "trainer.logger.init_args.run_name": f"mtcnn-{init}-{heads}-s{seed}",
+            "trainer.enable_model_summary": False, "checkpoint.dirpath": str(folder / "checkpoints"),
+        } | ({"data.valid_combinations": valid} if valid else {}) | fit.overrides  # fmt: skip
+        args = {"fit": nested(options) | ({"config": [fit.config]} if fit.config else {})}
         c = cli(args, quiet=True)
         metrics = {
             k: float(v) for k, v in c.trainer.callback_metrics.items() if k.startswith("test/")
@@ -158,3 +157,18 @@ def fit_stage(init: str, heads: str, seed: int, x: FitInputs) -> Callable[[Path]
         }
 
     return stage
+
+
+def nested(options: dict[str, object]) -> dict[str, object]:
+    """``{"trainer.max_epochs": 8}`` as LightningCLI's structured form, ``{"trainer":
+    {"max_epochs": 8}}``."""
+    out: dict[str, object] = {}
+    for key, value in options.items():
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})  # type: ignore[assignment]
+            if not isinstance(node, dict):
+                raise InputError(f"fit.overrides: {key!r} sets inside an option that has a value")
+        node[last] = value
+    return out

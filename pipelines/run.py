@@ -205,7 +205,7 @@ def run(
                 out = st.run(
                     stage_name,
                     {"init": init, "heads": heads, "seed": s, "config": fit.config,
-                     "fit_args": fit.fit_args, "tracking": tracking_uri, "config_sha": config_sha},
+                     "overrides": fit.overrides, "tracking": tracking_uri, "config_sha": config_sha},
                     ["data", "graph", "embeddings"],
                     fit_stage(init, heads, s, inputs),
                     exists=lambda out: run_exists(out["run_id"]), packages=FIT_PACKAGES,

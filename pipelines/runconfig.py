@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from kinpath.embeddings.config import JointConfig, Word2VecConfig
 from kinpath.kg.pairs import PairConfig
@@ -41,10 +42,11 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class FitConfig:
-    config: str | None = None  # a `lightning fit` YAML; None: the module's defaults and fit_args
-    fit_args: list[str] = field(default_factory=lambda: [
-        "--trainer.max_epochs=8", "--trainer.enable_progress_bar=false",
-    ])  # fmt: skip
+    config: str | None = None  # a `lightning fit` YAML; None: the module's defaults
+    # `lightning fit` options over the config, by their dotted names (trainer.max_epochs: 8)
+    overrides: dict[str, Any] = field(default_factory=lambda: {
+        "trainer.max_epochs": 8, "trainer.enable_progress_bar": False,
+    })  # fmt: skip
     inits: list[str] = field(default_factory=lambda: ["random", "word2vec", "kg-joint"])
     heads: list[str] = field(default_factory=lambda: ["plain"])  # and/or label-knowledge
     seeds: list[int] = field(default_factory=list)  # empty: the run's one seed

@@ -22,6 +22,9 @@ from kinpath.pipelines.run import (
 from kinpath.pipelines.synthetic import synthetic_reports
 from tests.pipelines.test_report import check_html
 
+# the smallest fits that still run every stage
+TINY = {"trainer.max_epochs": 1, "model.filters": 8, "data.max_length": 200,
+        "trainer.enable_progress_bar": False}  # fmt: skip
 STAGES = ["data", "graph", "embeddings", "fit-random-plain-42", "fit-word2vec-plain-42",
           "fit-kg-joint-plain-42", "baseline", "registry", "predict", "report"]  # fmt: skip
 
@@ -35,8 +38,7 @@ def test_end_to_end_then_cached(
         work=tmp_path / "work", tracking_uri=uri,
         data=DataConfig(synthetic_reports=80),
         embeddings=EmbeddingConfig(word2vec=replace(EmbeddingConfig().word2vec, vector_size=16, epochs=2, min_count=1)),
-        fit=FitConfig(fit_args=["--trainer.max_epochs=1", "--model.filters=8", "--data.max_length=200",
-                                "--trainer.enable_progress_bar=false"]),
+        fit=FitConfig(overrides=TINY),
         docs=tmp_path / "docs/results/run.md",
     )  # fmt: skip
     first = run(**kw)  # type: ignore[arg-type]
@@ -126,8 +128,7 @@ def test_end_to_end_then_cached(
 
     # fit.inits decides which vectors are trained (retrofit failed with a KeyError); both
     # heads, and the label-knowledge one registered
-    args = kw["fit"].fit_args  # type: ignore[union-attr]
-    kw |= {"fit": FitConfig(inits=["random", "retrofit"], heads=["plain", "label-knowledge"], fit_args=args),
+    kw |= {"fit": FitConfig(inits=["random", "retrofit"], heads=["plain", "label-knowledge"], overrides=TINY),
            "registry": RegistryConfig(champion="retrofit / label-knowledge")}  # fmt: skip
     fifth = run(**kw)  # type: ignore[arg-type]
     meta = mlflow.pyfunc.load_model(fifth["model"]["uri"]).metadata.metadata
@@ -144,7 +145,7 @@ def test_end_to_end_then_cached(
 
     # a second seed for one method adds its fit and leaves the first seed's cached; the table
     # shows that method's spread
-    kw |= {"fit": FitConfig(inits=["random", "retrofit"], seeds=[42], fit_args=args,
+    kw |= {"fit": FitConfig(inits=["random", "retrofit"], seeds=[42], overrides=TINY,
                             more_seeds={"random / plain": [7]}),
            "registry": RegistryConfig(champion="best")}  # fmt: skip
     seventh = run(**kw)  # type: ignore[arg-type]
@@ -198,8 +199,7 @@ def test_an_edit_to_the_orchestration_keeps_the_fits_of_a_given_table(
         work=tmp_path / "work", tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}",
         data=DataConfig(reports=[str(table)]),
         embeddings=EmbeddingConfig(word2vec=replace(EmbeddingConfig().word2vec, vector_size=16, epochs=2, min_count=1)),
-        fit=FitConfig(inits=["random"], fit_args=["--trainer.max_epochs=1", "--model.filters=8",
-                      "--data.max_length=200", "--trainer.enable_progress_bar=false"]),
+        fit=FitConfig(inits=["random"], overrides=TINY),
         registry=RegistryConfig(champion="random"),
     )  # fmt: skip
     run(**kw)  # type: ignore[arg-type]
