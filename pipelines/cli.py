@@ -2,7 +2,8 @@
 
 ``kinpath kg build|stats|link|embed``, ``kinpath embed train|compare|evaluate``,
 ``kinpath phenotype compare``, ``kinpath registry register|promote|list|ensemble``,
-``kinpath predict``, ``kinpath review serve|export|add-user``, ``kinpath run`` and
+``kinpath predict``, ``kinpath drift``, ``kinpath evaluate``, ``kinpath review
+serve|export|add-user``, ``kinpath run`` and
 ``kinpath demo``. Every subcommand reads ``-c
 config.yaml`` (jsonargparse): the YAML's keys are the subcommand's options.
 Options may be spelled with dashes or underscores (``--on-error`` or
@@ -37,6 +38,7 @@ SUBCOMMANDS = {
     "registry": ("kinpath.pipelines.jobs", "REGISTRY_COMMANDS", "MLflow model registry: register, promote, list, ensemble (seeds as one model)"),
     "predict": ("kinpath.pipelines.jobs", "predict", "score reports with a registered model (files or an OMOP warehouse; resumable)"),
     "drift": ("kinpath.pipelines.jobs", "drift", "is a batch like the model's validation reports? ok / warn / stop (exit 3)"),
+    "evaluate": ("kinpath.pipelines.institutions", "evaluate", "unseen institutions: folds by hospital, drift verdicts, recalibration"),
     "omop": ("kinpath.pipelines.jobs", "OMOP_COMMANDS", "OMOP warehouse: init-schema (CDM v5.4 NOTE, NOTE_NLP)"),
     "review": ("kinpath.pipelines.review.cli", "COMMANDS", "the registrars' review queue: serve (web app), export (training table), add-user"),
     "run": ("kinpath.pipelines.run", "run", "the whole pipeline from a config, stages cached"),

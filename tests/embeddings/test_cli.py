@@ -61,6 +61,13 @@ def test_compare_prints_one_row_per_method(
 def test_unknown_method_is_a_clear_error(
     tmp_path: Path, graph: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = main(["embed", "train", "--corpus", str(_reports(tmp_path)), "--out", str(tmp_path / "e"),
-               "--method", "glove"])  # fmt: skip
+    # one method: a choice, refused by the parser with the allowed ones
+    with pytest.raises(SystemExit) as exit_:
+        main(["embed", "train", "--corpus", str(_reports(tmp_path)), "--out", str(tmp_path / "e"),
+              "--method", "glove"])  # fmt: skip
+    assert exit_.value.code == 2
+    assert "'word2vec', 'retrofit', 'kg-joint'" in capsys.readouterr().err
+    # a list of methods: checked before anything is read
+    rc = main(["embed", "compare", "--corpus", str(_reports(tmp_path)), "--graph", str(graph),
+               "--out", str(tmp_path / "c"), "--methods", "[word2vec, glove]"])  # fmt: skip
     assert rc == 2 and "unknown method" in capsys.readouterr().err
