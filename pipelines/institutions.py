@@ -85,7 +85,7 @@ def make_folds(pool: pd.DataFrame, k: int, seed: int) -> list[Fold]:
         held = pool.iloc[test]
         out.append(Fold("held-out", i, frozenset(held["report_id"]),
                         tuple(sorted(set(held["institution"])))))  # fmt: skip
-        patients = pool["patient_id"].unique()
+        patients = np.array(pool["patient_id"].unique(), dtype=object)  # shuffled in place
         rng.shuffle(patients)
         counts = pool.groupby("patient_id").size()
         chosen, n = [], 0
@@ -208,7 +208,7 @@ def _recalibrated(bundle: Path, reports: pd.DataFrame, n: int, seed: int) -> dic
 
     from kinpath.phenotyping.recalibrate import recalibrate
 
-    patients = reports["patient_id"].unique()
+    patients = np.array(reports["patient_id"].unique(), dtype=object)
     np.random.default_rng(seed).shuffle(patients)
     chosen, count = [], 0
     sizes = reports.groupby("patient_id").size()
@@ -233,9 +233,9 @@ def _recalibrated(bundle: Path, reports: pd.DataFrame, n: int, seed: int) -> dic
 
 
 def evaluate(
-    reports: list[Path],
-    config: Path,
-    out: Path,
+    reports: list[Path] | None = None,
+    fit_config: Path | None = None,
+    out: Path | None = None,
     group_by: Literal["institution"] = "institution",
     folds: int = 5,
     seed: int = 42,
@@ -247,9 +247,11 @@ def evaluate(
     """Unseen-institution evaluation: grouped folds, one fit each, drift and recalibration.
 
     Args:
-        reports: Report tables (TCGA barcodes as report ids); their test splits are left out.
-        config: The `lightning fit` config every fold fits (configs/mtcnn-tcga.yaml).
-        out: Folder for the fold tables, the bundles and results.json (resumable).
+        reports: Report tables (TCGA barcodes as report ids); their test splits are left out
+            (required).
+        fit_config: The `lightning fit` config every fold fits (configs/mtcnn-tcga.yaml;
+            required).
+        out: Folder for the fold tables, the bundles and results.json (resumable; required).
         group_by: What a fold holds out: institution (the barcode's tissue source site).
         folds: How many folds.
         seed: The one seed (folds, reference patients, fits, recalibration sets).
@@ -262,6 +264,11 @@ def evaluate(
     """
     from kinpath.phenotyping.store import tracking_uri as resolve
 
+    missing = [f"--{k}" for k, v in (("reports", reports), ("fit_config", fit_config),
+                                       ("out", out)) if not v]  # fmt: skip
+    if missing:
+        raise InputError(f"missing required option(s): {', '.join(missing)}")
+    assert reports is not None and fit_config is not None and out is not None
     store = resolve(tracking_uri)
     os.environ["MLFLOW_TRACKING_URI"] = store  # the fits' LightningCLI reads it
     out.mkdir(parents=True, exist_ok=True)
@@ -278,7 +285,7 @@ def evaluate(
         path = out / "tables" / f"{fold.key}.csv"
         path.parent.mkdir(exist_ok=True)
         fold_table(pool, fold).to_csv(path, index=False)
-        run_id = _fit(path, fold, config, dict(overrides or {}), seed)
+        run_id = _fit(path, fold, fit_config, dict(overrides or {}), seed)
         bundle = _bundle(run_id, store, out)
         test = pool[pool["report_id"].isin(fold.test)]
         rows = _scored(bundle, test)
@@ -305,7 +312,7 @@ def evaluate(
         results_file.write_text(json.dumps(results, indent=1, default=float) + "\n")
     from kinpath.pipelines.institutions_report import render
 
-    page = render(results, {"folds": folds, "seed": seed, "config": str(config),
+    page = render(results, {"folds": folds, "seed": seed, "config": str(fit_config),
                             "machine": f"{platform.node()} ({os.cpu_count()} CPUs)",
                             "date": str(dt.date.today())})  # fmt: skip
     (out / "institutions.md").write_text(page)

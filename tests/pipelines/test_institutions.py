@@ -55,6 +55,8 @@ def test_folds_hold_out_whole_institutions_and_leave_the_test_splits_alone() -> 
         assert size <= len(f.test) <= size + 1  # whole patients, about the held-out size
         patients = set(pool.loc[pool["report_id"].isin(f.test), "patient_id"])
         assert f.test == frozenset(pool.loc[pool["patient_id"].isin(patients), "report_id"])
+        first = list(dict.fromkeys(pool["patient_id"]))[: len(patients)]
+        assert patients != set(first)  # drawn at random, not the table's first patients
         table = fold_table(pool, f)
         assert set(table.loc[table["split"] == "test", "report_id"]) == f.test
         assert "test" not in set(t.loc[t["report_id"].isin(table["report_id"]), "split"])
