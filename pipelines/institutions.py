@@ -1,8 +1,9 @@
 """``kinpath evaluate --group-by institution``: does the promise survive an unseen hospital?
 
-TCGA report ids are barcodes whose second field is the tissue source site (TSS), the
-contributing institution (``TCGA-02-2470`` → ``02``). No table of which TSS codes belong to
-one institution ships with kinpath or the shared data, so one code is one source.
+A registry's reports name their facility in a column (``--institution_column``). TCGA
+report ids are barcodes whose second field is the tissue source site (TSS), the contributing
+institution (``TCGA-02-2470`` → ``02``); no table of which TSS codes belong to one
+institution ships with kinpath or the shared data, so there one code is one source.
 
 1. **Folds.** The train and validation rows of every table (test splits untouched) are cut
    into ``folds`` groups by institution (scikit-learn's ``GroupKFold``: no institution in
@@ -237,6 +238,7 @@ def evaluate(
     fit_config: Path | None = None,
     out: Path | None = None,
     group_by: Literal["institution"] = "institution",
+    institution_column: str | None = None,
     folds: int = 5,
     seed: int = 42,
     overrides: dict[str, Any] | None = None,
@@ -252,7 +254,9 @@ def evaluate(
         fit_config: The `lightning fit` config every fold fits (configs/mtcnn-tcga.yaml;
             required).
         out: Folder for the fold tables, the bundles and results.json (resumable; required).
-        group_by: What a fold holds out: institution (the barcode's tissue source site).
+        group_by: What a fold holds out: institution.
+        institution_column: The column naming each report's institution (a registry's
+            facility code); None: the tissue source site of a TCGA barcode report id.
         folds: How many folds.
         seed: The one seed (folds, reference patients, fits, recalibration sets).
         overrides: `lightning fit` options over the config by dotted name
@@ -270,51 +274,75 @@ def evaluate(
         raise InputError(f"missing required option(s): {', '.join(missing)}")
     assert reports is not None and fit_config is not None and out is not None
     store = resolve(tracking_uri)
-    os.environ["MLFLOW_TRACKING_URI"] = store  # the fits' LightningCLI reads it
     out.mkdir(parents=True, exist_ok=True)
     table = pd.concat([pd.concat(list(read_reports(p))) for p in reports], ignore_index=True)
     pool = table[table["split"].isin(["train", "val"])].copy()
-    pool["institution"] = pool["report_id"].map(institution_of)
+    if institution_column is None:
+        pool["institution"] = pool["report_id"].map(institution_of)
+    elif institution_column not in pool:
+        raise InputError(f"no column {institution_column!r} in the report tables")
+    else:
+        pool["institution"] = pool[institution_column].fillna("").astype(str)
     results_file = out / "results.json"
     results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.exists() else {}
-    for fold in make_folds(pool, folds, seed):
-        if fold.key in results:
-            continue
-        log.info("fold %s: %d test reports from %d institutions", fold.key, len(fold.test),
-                 len(fold.institutions))  # fmt: skip
-        path = out / "tables" / f"{fold.key}.csv"
-        path.parent.mkdir(exist_ok=True)
-        fold_table(pool, fold).to_csv(path, index=False)
-        run_id = _fit(path, fold, fit_config, dict(overrides or {}), seed)
-        bundle = _bundle(run_id, store, out)
-        test = pool[pool["report_id"].isin(fold.test)]
-        rows = _scored(bundle, test)
-        per_site = {
-            inst: coding(rows[test["institution"].to_numpy() == inst], test)
-            | _unseen(test[test["institution"] == inst], bundle)
-            | {"reports": float((test["institution"] == inst).sum())}
-            for inst in fold.institutions
-            if (test["institution"] == inst).sum() >= 20
-        }
-        entry: dict[str, Any] = {
-            "kind": fold.kind, "run": run_id, "reports": len(test),
-            "institutions": list(fold.institutions) if fold.kind == "held-out" else [],
-            "metrics": _run_metrics(run_id, store), "coding": coding(rows, test),
-            "per_institution": per_site, "drift": _drift(bundle, test),
-        }  # fmt: skip
-        if fold.kind == "held-out":
-            entry["recalibration"] = {
-                str(n): _recalibrated(bundle, test, n, seed)
-                for n in recalibrate_with
-                if n < len(test)
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = store  # the fits' LightningCLI reads it
+    try:
+        for fold in make_folds(pool, folds, seed):
+            if fold.key in results:
+                continue
+            log.info("fold %s: %d test reports from %d institutions", fold.key, len(fold.test),
+                     len(fold.institutions))  # fmt: skip
+            path = out / "tables" / f"{fold.key}.csv"
+            path.parent.mkdir(exist_ok=True)
+            fold_table(pool, fold).to_csv(path, index=False)
+            run_id = _fit(path, fold, fit_config, dict(overrides or {}), seed)
+            bundle = _bundle(run_id, store, out)
+            test = pool[pool["report_id"].isin(fold.test)]
+            rows = _scored(bundle, test)
+            per_site = {
+                inst: coding(rows[test["institution"].to_numpy() == inst], test)
+                | _unseen(test[test["institution"] == inst], bundle)
+                | {"reports": float((test["institution"] == inst).sum())}
+                for inst in fold.institutions
+                if (test["institution"] == inst).sum() >= 20
             }
-        results[fold.key] = entry
-        results_file.write_text(json.dumps(results, indent=1, default=float) + "\n")
+            entry: dict[str, Any] = {
+                "kind": fold.kind, "run": run_id, "reports": len(test),
+                "institutions": list(fold.institutions) if fold.kind == "held-out" else [],
+                "metrics": _run_metrics(run_id, store), "coding": coding(rows, test),
+                "per_institution": per_site, "drift": _drift(bundle, test),
+            }  # fmt: skip
+            if fold.kind == "held-out":
+                entry["recalibration"] = {
+                    str(n): _recalibrated(bundle, test, n, seed)
+                    for n in recalibrate_with
+                    if n < len(test)
+                }
+            results[fold.key] = entry
+            results_file.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    finally:
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
     from kinpath.pipelines.institutions_report import render
 
-    page = render(results, {"folds": folds, "seed": seed, "config": str(fit_config),
-                            "machine": f"{platform.node()} ({os.cpu_count()} CPUs)",
-                            "date": str(dt.date.today())})  # fmt: skip
+    command = (
+        f"kinpath evaluate --reports '[{', '.join(str(p) for p in reports)}]' --fit_config "
+        f"{fit_config} --out <folder> --folds {folds} --seed {seed}"
+        + (f" --institution_column {institution_column}" if institution_column else "")
+        + (f" --overrides '{json.dumps(overrides)}'" if overrides else "")
+        + f" --recalibrate_with '{json.dumps(recalibrate_with)}'"
+    )
+    grouping = (
+        f"The column `{institution_column}` names each report's institution."
+        if institution_column
+        else "One tissue source site code (the barcode's second field) is one institution: no "
+        "public table of which codes share an institution was at hand."
+    )
+    page = render(results, {"command": command, "grouping": grouping, "machine": f"{platform.node()} "
+                            f"({os.cpu_count()} CPUs)", "date": str(dt.date.today())})  # fmt: skip
     (out / "institutions.md").write_text(page)
     if docs is not None:
         docs.parent.mkdir(parents=True, exist_ok=True)

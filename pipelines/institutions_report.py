@@ -45,13 +45,10 @@ def render(results: dict[str, Any], run: dict[str, Any]) -> str:
     lines = [
         "# Unseen institutions",
         "",
-        f"Measured {run['date']} on {run['machine']} with `kinpath evaluate --group-by "
-        f"institution --folds {run['folds']} --seed {run['seed']}` (fits of `{run['config']}`; "
-        "the command and its overrides are in the results file's folder). One tissue source "
-        "site code (the barcode's second field) is one institution: no public table of which "
-        "codes share an institution was at hand. Held-out folds test on institutions the fit "
+        f"Measured {run['date']} on {run['machine']} with `{run['command']}`. "
+        f"{run['grouping']} Held-out folds test on institutions the fit "
         "never saw; each reference fold tests on as many reports of random patients from every "
-        "institution. Train and validation rows of both TCGA tables only; the test splits are "
+        "institution. Train and validation rows of the report tables only; their test splits are "
         "untouched. Auto-coded shares and accuracies: kinpath's decoded output on the fold's "
         "test reports, fp32.",
         "",

@@ -55,8 +55,10 @@ def predict(
             fp32 elsewhere and on a GPU), fp32, int8, or bf16.
     """
     from kinpath.kg.errors import InputError
+    from kinpath.phenotyping.store import existing_store
     from kinpath.pipelines.batch import load_model
     from kinpath.pipelines.batch import predict as run_batch
+    from kinpath.pipelines.joblog import log_job
 
     if model is None or input is None:
         raise InputError("--model and --input are required")
@@ -67,6 +69,7 @@ def predict(
 
         summary = score_notes(load_model(model, tracking_uri, precision), input, notes,
                               chunk_size, batch_size, concepts, workers)  # fmt: skip
+        kind = "warehouse"
     else:
         if output is None:
             raise InputError("--output is required for a file input")
@@ -75,6 +78,9 @@ def predict(
             overwrite=overwrite, chunk_size=chunk_size, batch_size=batch_size, id_column=id_column,
             text_column=text_column, workers=workers,
         )  # fmt: skip
+        kind = "file"
+    if model.startswith(("models:/", "runs:/")):  # the job's figures beside the model's
+        summary["mlflow_run"] = log_job(summary, existing_store(tracking_uri), kind)
     print(json.dumps(summary, indent=2))
 
 

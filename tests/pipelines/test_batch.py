@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 
@@ -133,6 +134,13 @@ def test_logs_carry_no_report_text(registered: Registered, tmp_path: Path) -> No
     assert r.returncode == 0, r.stderr[-2000:]
     logs = (r.stdout + r.stderr).lower()
     assert "empty_text" in logs  # the error is reported, by record and id
+    # the job is an MLflow run of its own: its figures, no text
+    run_id = json.loads(r.stdout[r.stdout.index("{") :])["mlflow_run"]
+    run = mlflow.MlflowClient(registered.tracking_uri).get_run(run_id)
+    assert run.data.metrics["records"] == 30 and run.data.metrics["errors"] == 1
+    assert "abstention_rate.site" in run.data.metrics and "drift.oov_rate" in run.data.metrics
+    assert run.data.tags["kinpath.model_version"].startswith("kinpath-test/")
+    logs += json.dumps([run.data.params, run.data.tags]).lower()
     for text in df["text"]:
         t = " ".join(text.lower().split())
         for i in range(0, len(t) - 30, 30):

@@ -94,3 +94,19 @@ def test_kinpath_evaluate_writes_the_three_tables(
                      tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}")  # fmt: skip
     assert json.dumps(again, sort_keys=True, default=str) == json.dumps(results, sort_keys=True,
                                                                          default=str)  # fmt: skip
+
+
+def test_a_registrys_facility_column_names_the_institution(tmp_path: Path) -> None:
+    """Outside TCGA the institution is a column; a missing one is named before any fit."""
+    from kinpath.pipelines.institutions import evaluate
+
+    table = tmp_path / "reports.csv"
+    synthetic_reports(40, seed=1).assign(patient_id=lambda t: t["report_id"]).to_csv(table)
+    with pytest.raises(InputError, match="no column 'facility'"):
+        evaluate([table], ROOT / "configs/mtcnn.yaml", tmp_path / "out",
+                 institution_column="facility", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")  # fmt: skip
+    with pytest.raises(InputError, match="not a TCGA barcode"):
+        evaluate([table], ROOT / "configs/mtcnn.yaml", tmp_path / "out",
+                 tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")  # fmt: skip
+    with pytest.raises(InputError, match="--fit_config"):
+        evaluate([table], out=tmp_path / "out")
