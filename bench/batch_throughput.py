@@ -214,7 +214,7 @@ def trained_bundle(uri: str, folder: Path) -> bool:
     """Copy a registered model's bundle to ``folder``; False when the URI does not resolve."""
     import shutil
 
-    from kinpath.kg.errors import InputError
+    from kinpath.common import InputError
     from kinpath.pipelines.batch import load_model
 
     try:

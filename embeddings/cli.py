@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from kinpath.common import InputError
 from kinpath.embeddings.evaluate import evaluation
 from kinpath.embeddings.joint import JointConfig
 from kinpath.embeddings.registry import Method
@@ -20,7 +21,6 @@ from kinpath.embeddings.store import load_embeddings
 from kinpath.embeddings.tokenize import TokenizerConfig
 from kinpath.embeddings.train import Selection, TrainRequest, train_methods
 from kinpath.embeddings.word2vec import Word2VecConfig
-from kinpath.kg.errors import InputError
 from kinpath.kg.pairs import PairConfig
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ import pandas as pd
 from gensim.models import KeyedVectors
 from scipy.stats import spearmanr
 
+from kinpath.common import InputError
 from kinpath.embeddings.store import load_embeddings
-from kinpath.kg.errors import InputError
 from kinpath.kg.graph import load_graph
 from kinpath.kg.link import link_vocabulary
 from kinpath.kg.normalize import term_key

@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 from gensim.models import KeyedVectors
 
+from kinpath.common import InputError
 from kinpath.embeddings.tokenize import ReportTokenizer
-from kinpath.kg.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from gensim.models import KeyedVectors
 
+from kinpath.common import InputError
 from kinpath.embeddings.corpus import Corpus, build_corpus
 from kinpath.embeddings.joint import JointConfig
 from kinpath.embeddings.registry import TRAINERS, TrainInputs, trainer
@@ -30,7 +31,6 @@ from kinpath.embeddings.retrofit import RetrofitConfig
 from kinpath.embeddings.store import save_embeddings
 from kinpath.embeddings.tokenize import ReportTokenizer, TokenizerConfig
 from kinpath.embeddings.word2vec import Word2VecConfig
-from kinpath.kg.errors import InputError
 from kinpath.kg.graph import load_graph
 from kinpath.kg.link import link_vocabulary
 from kinpath.kg.pairs import PAIR_COLUMNS, PairConfig, connected_pairs

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.kg.graph import build_graph, load_graph
 from kinpath.kg.kge import train_kge
 from kinpath.kg.link import ApproximateLinker, PhraseIndex, count_vocabulary, link_vocabulary

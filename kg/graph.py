@@ -33,8 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from kinpath.common import InputError
 from kinpath.kg import obo, umls
-from kinpath.kg.errors import InputError
 from kinpath.kg.normalize import term_key
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def build_graph(
 ) -> BuildResult:
     """Read the sources and write a graph folder at ``out``.
 
-    Raises :class:`~kinpath.kg.errors.InputError` on the first malformed row unless
+    Raises :class:`~kinpath.common.InputError` on the first malformed row unless
     ``on_error="skip"``, in which case skipped rows are counted per file; an
     MRCONSO that yields no row at all is an error either way, and an empty or
     missing MRREL or MRSTY is warned about. The graph is built in a temporary

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 
 _SYNONYM = re.compile(r'^"((?:[^"\\]|\\.)*)"\s+(EXACT|RELATED|BROAD|NARROW)\b')
 
@@ -48,7 +48,7 @@ def read_obo(path: Path, include_obsolete: bool = False) -> Iterator[OboTerm]:
     """Yield the terms of an OBO file in file order.
 
     A tag line without ``:`` or a synonym without a quoted text is an
-    :class:`~kinpath.kg.errors.InputError` naming the file and line.
+    :class:`~kinpath.common.InputError` naming the file and line.
     """
     stanza: str | None = None
     tags: dict[str, list[str]] = {}

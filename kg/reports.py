@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.kg.graph import file_sha256
 
 FORMATS = (".csv", ".parquet", ".jsonl", ".ndjson")

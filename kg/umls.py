@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class RrfFile:
     """One RRF file, iterated row by row with its line numbers.
 
     A row whose field count is wrong, or whose bytes are not UTF-8, raises
-    :class:`~kinpath.kg.errors.InputError` naming the file and line; with
+    :class:`~kinpath.common.InputError` naming the file and line; with
     ``on_error="skip"`` it is counted in :attr:`skipped` and passed over.
     """
 

@@ -54,8 +54,8 @@ from typing import TYPE_CHECKING, NamedTuple, cast
 import numpy as np
 import torch
 
+from kinpath.common import InputError
 from kinpath.embeddings.tokenize import ReportTokenizer
-from kinpath.kg.errors import InputError
 from kinpath.phenotyping.decode import Decoder, decode
 from kinpath.phenotyping.drift import Reference
 from kinpath.phenotyping.evidence import emitted_classes

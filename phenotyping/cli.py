@@ -34,7 +34,7 @@ from pytorch_lightning.cli import (
 )
 from pytorch_lightning.loggers import MLFlowLogger
 
-from kinpath.kg.secrets import redact
+from kinpath.common import redact
 from kinpath.phenotyping.bundle import save_bundle
 from kinpath.phenotyping.callbacks import EpochLine, TestArtifacts
 from kinpath.phenotyping.data import ReportDataModule
@@ -216,7 +216,7 @@ def cli(
 
 
 def main() -> None:
-    from kinpath.kg.logs import setup
+    from kinpath.common import setup
 
     setup()
     cli()

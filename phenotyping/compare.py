@@ -18,7 +18,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.phenotyping.baseline import TfidfConfig, tfidf_baseline
 from kinpath.phenotyping.cli import cli
 from kinpath.phenotyping.store import tracking_uri

@@ -35,9 +35,9 @@ import torch
 from gensim.models import KeyedVectors
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from kinpath.common import InputError
 from kinpath.embeddings.store import load_embeddings
 from kinpath.embeddings.tokenize import ReportTokenizer
-from kinpath.kg.errors import InputError
 from kinpath.kg.graph import KnowledgeGraph, file_sha256, load_graph
 from kinpath.kg.normalize import PHRASE_JOINER
 from kinpath.kg.reports import SOURCE, read_reports, table_paths

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.phenotyping.bundle import (
     Bundle,
     check_reads_like,

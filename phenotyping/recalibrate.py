@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.phenotyping.bundle import encode, load_bundle, score
 from kinpath.phenotyping.decode import decode, decoded_metrics, fit_decoder
 from kinpath.phenotyping.drift import Scored, fit_reference

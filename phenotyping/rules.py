@@ -24,7 +24,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 
 NOT_APPLICABLE = "not applicable"  # SEER laterality code 0: not a paired site
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kinpath.kg.secrets import warn_if_password
+from kinpath.common import warn_if_password
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 
@@ -35,7 +35,7 @@ def tracking_uri(uri: str | None = None) -> str:
 def existing_store(uri: str | None = None) -> str:
     """:func:`tracking_uri`, for a command that only reads (loads a model, lists versions):
     a SQLite store that does not exist is an error naming it, never a new empty store."""
-    from kinpath.kg.errors import InputError
+    from kinpath.common import InputError
 
     resolved = tracking_uri(uri)
     prefix = "sqlite:///"
@@ -51,8 +51,8 @@ def existing_store(uri: str | None = None) -> str:
 
 @contextmanager
 def using_store(uri: str) -> Iterator[str]:
-    """MLflow's fluent API (``start_run``, ``log_model``, ``pyfunc.load_model`` of a
-    ``models:/`` URI) reads the process-wide tracking URI. Set it to ``uri`` for the block
+    """MLflow's fluent API (``start_run``, ``log_model``, loading a model by its
+    registry name) reads the process-wide tracking URI. Set it to ``uri`` for the block
     only, then put back what was there (and ``MLFLOW_TRACKING_URI`` as it was), so that no
     library call leaves another store behind for the caller's next MLflow call."""
     import mlflow

@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.kg.reports import table_sha256
 from kinpath.phenotyping.bundle import Bundle, ChunkEncoder, Encoding
 from kinpath.phenotyping.drift import Accumulator, check

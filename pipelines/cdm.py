@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kinpath.kg.errors import InputError
-from kinpath.kg.secrets import redact, warn_if_password
+from kinpath.common import InputError, redact, warn_if_password
 from kinpath.pipelines.notes import check_schema
 
 if TYPE_CHECKING:  # psycopg waits until a job runs: `kinpath predict --help` stays quick

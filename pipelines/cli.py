@@ -9,7 +9,7 @@ config.yaml`` (jsonargparse): the YAML's keys are the subcommand's options.
 Options may be spelled with dashes or underscores (``--on-error`` or
 ``--on_error``). Bad input exits with status 2 and a message naming the file
 and line; it never quotes the content. No message or log line carries a password
-(:mod:`kinpath.kg.secrets`).
+(:mod:`kinpath.common`).
 
 Only the named subcommand's module is imported, so ``kinpath --help`` and
 ``kinpath predict --help`` answer without loading spaCy, Lightning or MLflow.
@@ -25,8 +25,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from kinpath.kg.errors import InputError
-from kinpath.kg.secrets import redact
+from kinpath.common import InputError, redact
 
 log = logging.getLogger("kinpath")
 
@@ -79,7 +78,7 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from kinpath.kg.logs import setup
+    from kinpath.common import setup
 
     setup()
     args = normalize_argv(sys.argv[1:] if argv is None else argv)

@@ -24,7 +24,7 @@ import mlflow
 import yaml
 from mlflow import MlflowClient
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.phenotyping.store import tracking_uri, using_store
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.pipelines.runconfig import DataConfig, FitConfig, RegistryConfig
 from kinpath.pipelines.stages import Stages, run_exists
 

@@ -41,7 +41,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.kg.reports import read_reports
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:

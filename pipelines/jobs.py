@@ -54,7 +54,7 @@ def predict(
             heads bf16 on a CPU with bf16 in hardware, with close calls scored again in fp32;
             fp32 elsewhere and on a GPU), fp32, int8, or bf16.
     """
-    from kinpath.kg.errors import InputError
+    from kinpath.common import InputError
     from kinpath.phenotyping.store import existing_store
     from kinpath.pipelines.batch import load_model
     from kinpath.pipelines.batch import predict as run_batch
@@ -109,7 +109,7 @@ def drift(
         workers: Processes that tokenize the next chunks while one is scored; 0: none.
         precision: auto, fp32, int8 or bf16 (as kinpath predict).
     """
-    from kinpath.kg.errors import InputError
+    from kinpath.common import InputError
     from kinpath.pipelines.batch import check_drift, load_model
 
     if model is None or input is None:
@@ -129,7 +129,7 @@ def init_schema(uri: str | None = None, schema: str = "public") -> None:
             ~/.pgpass); required.
         schema: The CDM schema.
     """
-    from kinpath.kg.errors import InputError
+    from kinpath.common import InputError
     from kinpath.pipelines.cdm import init_schema as create
 
     if uri is None:
@@ -228,7 +228,7 @@ def ensemble(
         run_name: The new run's name (default: the members' name with their seeds).
         tracking_uri: MLflow tracking URI.
     """
-    from kinpath.kg.errors import InputError
+    from kinpath.common import InputError
     from kinpath.pipelines import registry
     from kinpath.pipelines.ensemble import ensemble as build
 
@@ -262,7 +262,7 @@ def recalibrate(
             (required).
         tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db).
     """
-    from kinpath.kg.errors import InputError
+    from kinpath.common import InputError
     from kinpath.pipelines import registry
 
     if model is None or reviewed is None or not name:

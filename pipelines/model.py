@@ -35,7 +35,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, Schema
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.phenotyping import evidence
 from kinpath.phenotyping.bundle import Bundle, Encoding, encode, load_bundle, score
 from kinpath.phenotyping.decode import calibrate, decode

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 
 if TYPE_CHECKING:
     from psycopg import sql

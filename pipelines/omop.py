@@ -56,7 +56,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.pipelines.cdm import PROGRESS, SEQUENCE, connect, own_tables
 from kinpath.pipelines.cdm import name as identifier
 from kinpath.pipelines.notes import NoteSelection, check_schema

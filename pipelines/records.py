@@ -43,7 +43,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.kg.reports import txt_entries
 
 log = logging.getLogger(__name__)

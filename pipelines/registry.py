@@ -26,7 +26,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.phenotyping.store import existing_store, using_store
 from kinpath.pipelines.card import model_card
 from kinpath.pipelines.model import signature

@@ -47,10 +47,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError, redact
 from kinpath.kg.graph import build_graph, file_sha256
 from kinpath.kg.reports import read_reports, table_paths, table_sha256
-from kinpath.kg.secrets import redact
 from kinpath.phenotyping.store import tracking_uri as store_uri
 from kinpath.phenotyping.table import aggregate_seeds, method_table
 from kinpath.pipelines.fits import (

@@ -88,14 +88,17 @@ class Stages:
 
 
 def source_checksum(packages: tuple[str, ...] = PACKAGES) -> str:
-    """A checksum of these kinpath packages' code and package data: a change to it redoes
-    the stages that run them."""
+    """A checksum of these kinpath packages' code and package data, and of
+    ``kinpath/common.py`` that every stage runs: a change to it redoes the stages that run
+    them."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
     for pkg in packages:
         for f in sorted((root / pkg).rglob("*")):
             if f.is_file() and f.suffix in (".py", ".csv", ".yaml"):
                 h.update(str(f.relative_to(root)).encode() + f.read_bytes())
+    common = Path(__file__).parent.parent / "common.py"  # kinpath/common.py: every stage's
+    h.update(b"common.py" + common.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -1,6 +1,7 @@
 """Imports flow one way: kg → embeddings → phenotyping → pipelines, all under ``kinpath``."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -9,13 +10,20 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAIN = ["kg", "embeddings", "phenotyping", "pipelines"]
 
 
+CODE_IN_STRINGS = re.compile(r"(?:^|\n|;)\s*(?:from|import) ((?:\w+)(?:\.\w+)*)")
+
+
 def _imports(py: Path) -> list[str]:
+    """Every module a file imports, and every module that code it runs in a string (a
+    subprocess's ``-c``) imports."""
     names: list[str] = []
     for node in ast.walk(ast.parse(py.read_text())):
         if isinstance(node, ast.Import):
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.append(node.module)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names += CODE_IN_STRINGS.findall(node.value)
     return names
 
 

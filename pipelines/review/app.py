@@ -34,7 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.pipelines.review.auth import COOKIE, Auth, Session
 from kinpath.pipelines.review.codes import FIXED, CodeBook, valid_code
 from kinpath.pipelines.review.queue import REASONS, Item, ordered

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 
 COOKIE = "kinpath_review"
 SESSION_SECONDS = 12 * 3600  # a working day

@@ -9,8 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kinpath.kg.errors import InputError
-from kinpath.kg.secrets import redact
+from kinpath.common import InputError, redact
 
 log = logging.getLogger("kinpath.review")
 

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError, redact
 from kinpath.kg.reports import table_sha256
-from kinpath.kg.secrets import redact
 from kinpath.pipelines.records import read_records
 from kinpath.pipelines.review.store import DecisionStore
 

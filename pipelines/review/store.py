@@ -21,7 +21,7 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 
 TABLE = "kinpath_review_decision"
 ACTIONS = ("accept", "correct")

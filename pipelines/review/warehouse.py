@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 
 TASK_OF_LEXICAL = {"histology"}  # lexical_variant 8140/3: the histology with its behavior
 

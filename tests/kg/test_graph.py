@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.kg.graph import build_graph, load_graph
 
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.kg.umls import (
     MRCONSO_FIELDS,
     MRREL_FIELDS,

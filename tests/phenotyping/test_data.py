@@ -3,7 +3,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.phenotyping.data import PAD, BucketBatchSampler, ReportDataModule
 from kinpath.phenotyping.rules import NOT_APPLICABLE
 from kinpath.phenotyping.tasks import MISSING

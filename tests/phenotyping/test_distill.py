@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.phenotyping.bundle import load_bundle, save_bundle, score_ids
 from kinpath.phenotyping.cli import cli
 from kinpath.phenotyping.module import MTCNNModule

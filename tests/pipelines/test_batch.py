@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.pipelines.batch import load_model, predict
 from kinpath.pipelines.synthetic import synthetic_reports
 from tests.pipelines.conftest import Registered

@@ -86,7 +86,7 @@ HEAVY = ("torch", "spacy", "pytorch_lightning", "mlflow", "gensim", "sklearn")
 @pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["run", "--help"]])
 def test_help_loads_no_heavy_library(argv: list[str]) -> None:
     code = (
-        "import sys\nfrom pipelines.cli import main\n"
+        "import sys\nfrom kinpath.pipelines.cli import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
@@ -103,8 +103,8 @@ def test_unknown_subcommand_is_a_clear_error() -> None:
 
 def test_library_warnings_are_not_the_users_business() -> None:
     code = (
-        "from kg.logs import setup\nsetup()\n"
-        "from embeddings.tokenize import ReportTokenizer\n"
+        "from kinpath.common import setup\nsetup()\n"
+        "from kinpath.embeddings.tokenize import ReportTokenizer\n"
         "print(len(list(ReportTokenizer().pipe(['Invasive ductal carcinoma (IDC) of the breast.']))))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -114,7 +114,7 @@ def test_library_warnings_are_not_the_users_business() -> None:
 
 def test_lightnings_advertisement_is_dropped_and_where_a_fit_runs_is_kept() -> None:
     code = (
-        "from kg.logs import setup\nsetup()\nimport pytorch_lightning as pl\n"
+        "from kinpath.common import setup\nsetup()\nimport pytorch_lightning as pl\n"
         "pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.phenotyping.bundle import encode, load_bundle, save_ensemble, score_ids
 from tests.pipelines.conftest import _inside
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.pipelines.institutions import fold_table, institution_of, make_folds
 from kinpath.pipelines.synthetic import synthetic_reports
 

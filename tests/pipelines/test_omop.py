@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kinpath.kg.errors import InputError
+from kinpath.common import InputError
 from kinpath.pipelines.batch import load_model
 from kinpath.pipelines.cdm import init_schema
 from kinpath.pipelines.notes import NoteSelection

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from kinpath.kg.secrets import RedactingFilter, has_password, redact, warn_if_password
+from kinpath.common import RedactingFilter, has_password, redact, warn_if_password
 
 
 @pytest.mark.parametrize(
