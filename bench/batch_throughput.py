@@ -235,14 +235,14 @@ def accuracy(bundle: Path, precision: str) -> tuple[dict[str, float], dict[str, 
 
     from kinpath.kg.reports import read_reports
     from kinpath.phenotyping.bundle import encode, load_bundle, score_ids
-    from kinpath.phenotyping.data import _laterality_by_rule
+    from kinpath.phenotyping.data import laterality_by_rule
     from kinpath.phenotyping.decode import decode
 
     b = load_bundle(bundle, precision=precision)
     out, codes = {}, {}
     for name in ("tcga-reports", "tcga-ocr"):
         table = pd.concat(read_reports(SHARED / name / "reports.csv", where={"split": "test"}))
-        table = _laterality_by_rule(table.fillna(""))
+        table = laterality_by_rule(table.fillna(""))
         ids = encode(b, table["text"].tolist()).ids
         probs, sim = score_ids(b, ids)
         decoded = decode(probs, b.decoder, sim)

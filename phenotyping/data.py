@@ -189,7 +189,7 @@ class ReportDataModule(pl.LightningDataModule):
             a, b, _ = split_ratio
             table[split_column] = np.where(r < a, "train", np.where(r < a + b, "val", "test"))
         if laterality_not_applicable and "laterality" in self.tasks:
-            table = _laterality_by_rule(table)
+            table = laterality_by_rule(table)
         self.table = table
         # per row, the name of the table it came from (None: one table)
         self.source_of: np.ndarray | None = (
@@ -453,7 +453,7 @@ def coding_rules(
     return {"hierarchy": hierarchy.as_dict(), "valid": valid}
 
 
-def _laterality_by_rule(table: pd.DataFrame) -> pd.DataFrame:
+def laterality_by_rule(table: pd.DataFrame) -> pd.DataFrame:
     """Laterality = not applicable where the report's subsite (else its site) is unpaired."""
     where = table.get("subsite", pd.Series("", index=table.index)).where(
         lambda s: s != "", table.get("site", pd.Series("", index=table.index))

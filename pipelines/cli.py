@@ -58,7 +58,8 @@ USAGE = (
 
 
 # switches that read naturally bare: `--resume` means `--resume true`
-BARE_FLAGS = frozenset({"--resume", "--overwrite", "--json", "--trust_proxy", "--password_stdin"})
+BARE_FLAGS = frozenset({"--resume", "--overwrite", "--json", "--trust_proxy", "--password_stdin",
+                        "--report_only", "--rescore"})  # fmt: skip
 
 
 def normalize_argv(argv: Sequence[str]) -> list[str]:

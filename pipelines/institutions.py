@@ -154,8 +154,11 @@ def _right(task: str, label: str, truth: str, backoff: bool) -> bool:
 
 def coding(rows: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
     """Per task, the share of labelled reports auto-coded and the accuracy of those codes;
-    ``all``: pooled over every auto-coded field."""
-    t = truth.set_index("report_id").loc[rows["report_id"]]
+    ``all``: pooled over every auto-coded field. Laterality is judged as the model is trained
+    on it: "not applicable" at an unpaired site (a prostate's "Bilateral" label included)."""
+    from kinpath.phenotyping.data import laterality_by_rule
+
+    t = laterality_by_rule(truth.fillna("")).set_index("report_id").loc[rows["report_id"]]
     out: dict[str, float] = {}
     right_all = coded_all = 0
     for task in TASKS:
@@ -245,6 +248,8 @@ def evaluate(
     recalibrate_with: list[int] = list(REVIEWED),  # noqa: B006 (jsonargparse reads the default)
     tracking_uri: str | None = None,
     docs: Path | None = None,
+    report_only: bool = False,
+    rescore: bool = False,
 ) -> dict[str, Any]:
     """Unseen-institution evaluation: grouped folds, one fit each, drift and recalibration.
 
@@ -265,6 +270,10 @@ def evaluate(
         tracking_uri: MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db
             in the project folder).
         docs: A documentation page the tables are also written to.
+        report_only: Write the page from the folds finished so far (results.json in out),
+            fitting nothing: a look at a long evaluation while it runs.
+        rescore: Score the finished folds again from their saved bundles (the coding, per
+            institution and recalibration figures; not the fits, their metrics or drift).
     """
     from kinpath.phenotyping.store import tracking_uri as resolve
 
@@ -289,7 +298,13 @@ def evaluate(
     os.environ["MLFLOW_TRACKING_URI"] = store  # the fits' LightningCLI reads it
     try:
         for fold in make_folds(pool, folds, seed):
-            if fold.key in results:
+            if fold.key in results and rescore and not report_only:
+                log.info("fold %s: scoring again from its bundle", fold.key)
+                bundle = _bundle(results[fold.key]["run"], store, out)
+                test = pool[pool["report_id"].isin(fold.test)]
+                results[fold.key] |= _analysis(fold, bundle, test, recalibrate_with, seed)
+                results_file.write_text(json.dumps(results, indent=1, default=float) + "\n")
+            if fold.key in results or report_only:
                 continue
             log.info("fold %s: %d test reports from %d institutions", fold.key, len(fold.test),
                      len(fold.institutions))  # fmt: skip
@@ -299,26 +314,11 @@ def evaluate(
             run_id = _fit(path, fold, fit_config, dict(overrides or {}), seed)
             bundle = _bundle(run_id, store, out)
             test = pool[pool["report_id"].isin(fold.test)]
-            rows = _scored(bundle, test)
-            per_site = {
-                inst: coding(rows[test["institution"].to_numpy() == inst], test)
-                | _unseen(test[test["institution"] == inst], bundle)
-                | {"reports": float((test["institution"] == inst).sum())}
-                for inst in fold.institutions
-                if (test["institution"] == inst).sum() >= 20
-            }
             entry: dict[str, Any] = {
                 "kind": fold.kind, "run": run_id, "reports": len(test),
                 "institutions": list(fold.institutions) if fold.kind == "held-out" else [],
-                "metrics": _run_metrics(run_id, store), "coding": coding(rows, test),
-                "per_institution": per_site, "drift": _drift(bundle, test),
-            }  # fmt: skip
-            if fold.kind == "held-out":
-                entry["recalibration"] = {
-                    str(n): _recalibrated(bundle, test, n, seed)
-                    for n in recalibrate_with
-                    if n < len(test)
-                }
+                "metrics": _run_metrics(run_id, store), "drift": _drift(bundle, test),
+            } | _analysis(fold, bundle, test, recalibrate_with, seed)  # fmt: skip
             results[fold.key] = entry
             results_file.write_text(json.dumps(results, indent=1, default=float) + "\n")
     finally:
@@ -341,7 +341,8 @@ def evaluate(
         else "One tissue source site code (the barcode's second field) is one institution: no "
         "public table of which codes share an institution was at hand."
     )
-    page = render(results, {"command": command, "grouping": grouping, "machine": f"{platform.node()} "
+    done = f"{len(results)} of {2 * folds} folds" if len(results) < 2 * folds else ""
+    page = render(results, {"command": command, "grouping": grouping, "unfinished": done, "machine": f"{platform.node()} "
                             f"({os.cpu_count()} CPUs)", "date": str(dt.date.today())})  # fmt: skip
     (out / "institutions.md").write_text(page)
     if docs is not None:
@@ -349,6 +350,27 @@ def evaluate(
         docs.write_text(page)
     print(page)
     return results
+
+
+def _analysis(
+    fold: Fold, bundle: Path, test: pd.DataFrame, recalibrate_with: list[int], seed: int
+) -> dict[str, Any]:
+    """A fold's decoded figures from its bundle: overall, per institution with 20 or more
+    reports, and (held-out folds) before and after recalibrating on its own reports."""
+    rows = _scored(bundle, test)
+    per_site = {
+        inst: coding(rows[test["institution"].to_numpy() == inst], test)
+        | _unseen(test[test["institution"] == inst], bundle)
+        | {"reports": float((test["institution"] == inst).sum())}
+        for inst in fold.institutions
+        if (test["institution"] == inst).sum() >= 20
+    }
+    out: dict[str, Any] = {"coding": coding(rows, test), "per_institution": per_site}
+    if fold.kind == "held-out":
+        out["recalibration"] = {
+            str(n): _recalibrated(bundle, test, n, seed) for n in recalibrate_with if n < len(test)
+        }
+    return out
 
 
 def _run_metrics(run_id: str, store: str) -> dict[str, float]:
