@@ -144,16 +144,9 @@ def _scored(bundle: Path, reports: pd.DataFrame) -> pd.DataFrame:
     return predictions(b, encode(b, reports["text"].tolist()), reports["report_id"].tolist())
 
 
-def _right(task: str, label: str, truth: str, backoff: bool) -> bool:
-    """A back-off subsite (the site's NOS code) is right when the true subsite is in that
-    site; every other code must equal the true one."""
-    if backoff and task == "subsite":
-        return truth[:3] == label[:3]
-    return label == truth
-
-
 def coding(rows: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
-    """Per task, the share of labelled reports auto-coded and the accuracy of those codes;
+    """Per task, the share of labelled reports auto-coded at the fine level and the accuracy
+    of those codes (a back-off NOS code is a separate claim, as in the fit's test metrics);
     ``all``: pooled over every auto-coded field. Laterality is judged as the model is trained
     on it: "not applicable" at an unpaired site (a prostate's "Bilateral" label included)."""
     from kinpath.phenotyping.data import laterality_by_rule
@@ -166,13 +159,14 @@ def coding(rows: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
             continue
         y = t[task].fillna("").astype(str).to_numpy()
         labelled = y != ""
-        coded = labelled & ~rows[f"{task}_abstain"].fillna(True).astype(bool).to_numpy()
+        coded = (
+            labelled
+            & ~rows[f"{task}_abstain"].fillna(True).astype(bool).to_numpy()
+            & ~rows[f"{task}_backoff"].fillna(False).astype(bool).to_numpy()
+        )
         right = [
-            _right(task, str(lab), truth_, bool(b))
-            for lab, truth_, b, c in zip(rows[f"{task}_label"], y, rows[f"{task}_backoff"], coded,
-                                         strict=True)
-            if c
-        ]  # fmt: skip
+            str(lab) == y_ for lab, y_, c in zip(rows[f"{task}_label"], y, coded, strict=True) if c
+        ]
         out[f"{task}/coverage"] = float(coded.sum() / max(1, labelled.sum()))
         out[f"{task}/accuracy"] = float(np.mean(right)) if right else float("nan")
         right_all += int(np.sum(right))
@@ -273,7 +267,8 @@ def evaluate(
         report_only: Write the page from the folds finished so far (results.json in out),
             fitting nothing: a look at a long evaluation while it runs.
         rescore: Score the finished folds again from their saved bundles (the coding, per
-            institution and recalibration figures; not the fits, their metrics or drift).
+            institution and recalibration figures; not the fits, their metrics or drift); with
+            report_only, nothing else.
     """
     from kinpath.phenotyping.store import tracking_uri as resolve
 
@@ -298,7 +293,7 @@ def evaluate(
     os.environ["MLFLOW_TRACKING_URI"] = store  # the fits' LightningCLI reads it
     try:
         for fold in make_folds(pool, folds, seed):
-            if fold.key in results and rescore and not report_only:
+            if fold.key in results and rescore:
                 log.info("fold %s: scoring again from its bundle", fold.key)
                 bundle = _bundle(results[fold.key]["run"], store, out)
                 test = pool[pool["report_id"].isin(fold.test)]
