@@ -113,7 +113,7 @@ def recalibrate(model: str, reviewed: Path, name: str, uri: str | None = None) -
         exp_id = exp.experiment_id if exp else client.create_experiment("kinpath-recalibration")
         with (
             using_store(store),
-            mlflow.start_run(exp_id, run_name=f"recalibrate {base.version}") as run,
+            mlflow.start_run(experiment_id=exp_id, run_name=f"recalibrate {base.version}") as run,
         ):
             mlflow.log_artifacts(str(folder), "bundle")
             mlflow.log_metrics({k.replace("/", "."): float(v) for k, v in figures.items()})
