@@ -47,8 +47,6 @@ from kinpath.kg.reports import read_reports
 log = logging.getLogger(__name__)
 
 TASKS = ["site", "subsite", "laterality", "behavior", "histology", "grade"]
-BROKEN = 0.95  # a fold whose auto-coded accuracy falls below this should be flagged
-PROMISE = 0.97
 REVIEWED = (100, 300)
 
 
@@ -86,19 +84,24 @@ def make_folds(pool: pd.DataFrame, k: int, seed: int) -> list[Fold]:
         held = pool.iloc[test]
         out.append(Fold("held-out", i, frozenset(held["report_id"]),
                         tuple(sorted(set(held["institution"])))))  # fmt: skip
-        patients = np.array(pool["patient_id"].unique(), dtype=object)  # shuffled in place
-        rng.shuffle(patients)
-        counts = pool.groupby("patient_id").size()
-        chosen, n = [], 0
-        for p in patients:
-            if n >= len(held):
-                break
-            chosen.append(p)
-            n += int(counts[p])
-        ref = pool[pool["patient_id"].isin(chosen)]
+        ref = pool[pool["patient_id"].isin(whole_patients(pool, len(held), rng))]
         out.append(Fold("reference", i, frozenset(ref["report_id"]),
                         tuple(sorted(set(ref["institution"])))))  # fmt: skip
     return out
+
+
+def whole_patients(table: pd.DataFrame, n: int, rng: np.random.Generator) -> list[str]:
+    """Random patients, taken whole, until their reports number ``n`` or more."""
+    patients = np.array(table["patient_id"].unique(), dtype=object)  # shuffled in place
+    rng.shuffle(patients)
+    sizes = table.groupby("patient_id").size()
+    chosen, count = [], 0
+    for p in patients:
+        if count >= n:
+            break
+        chosen.append(p)
+        count += int(sizes[p])
+    return chosen
 
 
 def fold_table(pool: pd.DataFrame, fold: Fold) -> pd.DataFrame:
@@ -176,9 +179,8 @@ def coding(rows: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def _unseen(reports: pd.DataFrame, bundle: Path) -> dict[str, float]:
+def _unseen(reports: pd.DataFrame, classes: dict[str, list[str]]) -> dict[str, float]:
     """Share of the labelled site and histology codes that the model has no class for."""
-    classes = json.loads((bundle / "label_maps.json").read_text())
     out = {}
     for t in ("site", "histology"):
         y = reports[t].fillna("").astype(str)
@@ -199,25 +201,16 @@ def _drift(bundle: Path, reports: pd.DataFrame) -> dict[str, Any]:
     return {k: summary.get(k) for k in ("verdict", "alarms", "figures", "limits", "reports")}
 
 
-def _recalibrated(bundle: Path, reports: pd.DataFrame, n: int, seed: int) -> dict[str, Any]:
+def _recalibrated(
+    bundle: Path, labels: dict[str, list[str]], reports: pd.DataFrame, n: int, seed: int
+) -> dict[str, Any]:
     """Refit the decoder on ``n`` of these reports (whole patients), score the rest with the
     base and the refitted decoder."""
-    import json as _json
-
     from kinpath.phenotyping.recalibrate import recalibrate
 
-    patients = np.array(reports["patient_id"].unique(), dtype=object)
-    np.random.default_rng(seed).shuffle(patients)
-    chosen, count = [], 0
-    sizes = reports.groupby("patient_id").size()
-    for p in patients:
-        if count >= n:
-            break
-        chosen.append(p)
-        count += int(sizes[p])
+    chosen = whole_patients(reports, n, np.random.default_rng(seed))
     reviewed = reports[reports["patient_id"].isin(chosen)].copy()
     rest = reports[~reports["patient_id"].isin(chosen)]
-    labels = _json.loads((bundle / "label_maps.json").read_text())
     for t, classes in labels.items():  # a code the network cannot score cannot be recalibrated
         if t in reviewed:
             reviewed.loc[~reviewed[t].fillna("").astype(str).isin(classes), t] = ""
@@ -271,6 +264,7 @@ def evaluate(
             report_only, nothing else.
     """
     from kinpath.phenotyping.store import tracking_uri as resolve
+    from kinpath.phenotyping.store import using_store
 
     missing = [f"--{k}" for k, v in (("reports", reports), ("fit_config", fit_config),
                                        ("out", out)) if not v]  # fmt: skip
@@ -289,9 +283,8 @@ def evaluate(
         pool["institution"] = pool[institution_column].fillna("").astype(str)
     results_file = out / "results.json"
     results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.exists() else {}
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = store  # the fits' LightningCLI reads it
-    try:
+    # the fits' LightningCLI reads MLFLOW_TRACKING_URI; put back as it was afterwards
+    with using_store(store):
         for fold in make_folds(pool, folds, seed):
             if fold.key in results and rescore:
                 log.info("fold %s: scoring again from its bundle", fold.key)
@@ -316,11 +309,6 @@ def evaluate(
             } | _analysis(fold, bundle, test, recalibrate_with, seed)  # fmt: skip
             results[fold.key] = entry
             results_file.write_text(json.dumps(results, indent=1, default=float) + "\n")
-    finally:
-        if env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = env
     from kinpath.pipelines.institutions_report import render
 
     command = (
@@ -353,9 +341,10 @@ def _analysis(
     """A fold's decoded figures from its bundle: overall, per institution with 20 or more
     reports, and (held-out folds) before and after recalibrating on its own reports."""
     rows = _scored(bundle, test)
+    classes = json.loads((bundle / "label_maps.json").read_text())
     per_site = {
         inst: coding(rows[test["institution"].to_numpy() == inst], test)
-        | _unseen(test[test["institution"] == inst], bundle)
+        | _unseen(test[test["institution"] == inst], classes)
         | {"reports": float((test["institution"] == inst).sum())}
         for inst in fold.institutions
         if (test["institution"] == inst).sum() >= 20
@@ -363,7 +352,9 @@ def _analysis(
     out: dict[str, Any] = {"coding": coding(rows, test), "per_institution": per_site}
     if fold.kind == "held-out":
         out["recalibration"] = {
-            str(n): _recalibrated(bundle, test, n, seed) for n in recalibrate_with if n < len(test)
+            str(n): _recalibrated(bundle, classes, test, n, seed)
+            for n in recalibrate_with
+            if n < len(test)
         }
     return out
 
