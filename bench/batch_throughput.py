@@ -164,9 +164,9 @@ def profile(bundle: str, reports: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from kinpath.kg.reports import read_records
     from kinpath.phenotyping.bundle import load_bundle, score_ids
     from kinpath.phenotyping.decode import decode
-    from kinpath.pipelines.records import read_records
 
     b = load_bundle(Path(bundle))
     t: dict[str, float] = {}

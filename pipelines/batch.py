@@ -1,6 +1,6 @@
 """``kinpath predict``: score a night's reports with a registered model.
 
-The job reads records in input order (:mod:`kinpath.pipelines.records`), cuts them into
+The job reads records in input order (:mod:`kinpath.kg.reports`), cuts them into
 chunks of ``chunk_size`` records and writes each chunk's rows as its own
 parquet part, atomically (a temporary file, fsync, rename), into
 ``<output>.parts/``. A killed job leaves only whole parts behind; ``--resume``
@@ -47,13 +47,12 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from kinpath.common import InputError
-from kinpath.kg.reports import table_sha256
+from kinpath.kg.reports import Record, read_records, table_sha256
 from kinpath.phenotyping.bundle import Bundle, ChunkEncoder, Encoding
 from kinpath.phenotyping.drift import Accumulator, check
 from kinpath.phenotyping.precision import Precision
 from kinpath.pipelines.jobfiles import csv_safe, locked, same_job, write_atomic
 from kinpath.pipelines.model import output_columns, output_types, predictions, record_rows
-from kinpath.pipelines.records import Record, read_records
 
 log = logging.getLogger(__name__)
 

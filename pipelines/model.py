@@ -2,7 +2,7 @@
 
 Input: a table with ``report_id`` and ``text``. Output, one row per report, in
 the input's order: ``report_id``; ``status`` (``ok``, ``truncated``, ``error``) and
-``error`` (``kind: detail`` as :mod:`kinpath.pipelines.records` names them: ``empty_text``,
+``error`` (``kind: detail`` as :mod:`kinpath.kg.reports` names them: ``empty_text``,
 ``missing_id``, ``duplicate_id``, ``malformed_row``; the rest of an error row is
 empty); per task ``<task>_label`` (the decoded code:
 consistent across tasks, see :mod:`kinpath.phenotyping.decode`), ``<task>_prob`` (its
@@ -36,11 +36,11 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, Schema
 
 from kinpath.common import InputError
+from kinpath.kg.reports import Record, frame_records
 from kinpath.phenotyping import evidence
 from kinpath.phenotyping.bundle import Bundle, Encoding, encode, load_bundle, score
 from kinpath.phenotyping.decode import calibrate, decode
 from kinpath.phenotyping.drift import Accumulator, Scored
-from kinpath.pipelines.records import Record, frame_records
 
 INPUT_COLUMNS = ("report_id", "text")
 TASK_COLUMNS = (("label", "string"), ("prob", "double"), ("abstain", "boolean"),

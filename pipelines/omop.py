@@ -64,8 +64,8 @@ from kinpath.pipelines.notes import NoteSelection, check_schema
 if TYPE_CHECKING:  # the heavy imports wait until a job runs: `kinpath predict --help` stays quick
     import psycopg
 
+    from kinpath.kg.reports import Record
     from kinpath.pipelines.batch import LoadedModel
-    from kinpath.pipelines.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _notes(
 
 
 def _record(n: int, note_id: int, raw: bytes | None) -> Record:
-    from kinpath.pipelines.records import Record
+    from kinpath.kg.reports import Record
 
     rid = str(note_id)
     if raw is None:

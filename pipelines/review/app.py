@@ -59,8 +59,7 @@ class Batch:
     @classmethod
     def load(cls, scored: Path, reports: Path, id_column: str = "report_id",
              text_column: str = "text") -> Batch:  # fmt: skip
-        from kinpath.kg.reports import table_sha256
-        from kinpath.pipelines.records import read_records
+        from kinpath.kg.reports import read_records, table_sha256
 
         scored, reports = Path(scored), Path(reports)
         if not scored.exists():

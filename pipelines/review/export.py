@@ -19,8 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from kinpath.common import InputError, redact
-from kinpath.kg.reports import table_sha256
-from kinpath.pipelines.records import read_records
+from kinpath.kg.reports import read_records, table_sha256
 from kinpath.pipelines.review.store import DecisionStore
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from kinpath.pipelines.records import read_records
+from kinpath.kg.reports import read_records
 
 
 def _kinds(path: Path) -> list[tuple[str, str]]:
