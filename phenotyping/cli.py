@@ -34,7 +34,7 @@ from pytorch_lightning.cli import (
 )
 from pytorch_lightning.loggers import MLFlowLogger
 
-from kinpath.common import redact
+from kinpath.common import InputError, redact
 from kinpath.phenotyping.bundle import save_bundle
 from kinpath.phenotyping.callbacks import EpochLine, TestArtifacts
 from kinpath.phenotyping.data import ReportDataModule
@@ -213,6 +213,21 @@ def cli(
         run=run,
         quiet=quiet,
     )
+
+
+def nested(options: dict[str, object]) -> dict[str, object]:
+    """``{"trainer.max_epochs": 8}`` as LightningCLI's structured form, ``{"trainer":
+    {"max_epochs": 8}}``."""
+    out: dict[str, object] = {}
+    for key, value in options.items():
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})  # type: ignore[assignment]
+            if not isinstance(node, dict):
+                raise InputError(f"{key!r} sets inside an option that has a value")
+        node[last] = value
+    return out
 
 
 def main() -> None:

@@ -17,10 +17,11 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from kinpath.common import InputError
 from kinpath.phenotyping.baseline import TfidfConfig, tfidf_baseline
-from kinpath.phenotyping.cli import cli
+from kinpath.phenotyping.cli import cli, nested
 from kinpath.phenotyping.store import tracking_uri
 from kinpath.phenotyping.table import method_table
 
@@ -34,7 +35,7 @@ def compare(
     random_vocabulary: str = "kg-joint",
     baseline: bool = True,
     tfidf: TfidfConfig = TfidfConfig(),
-    fit_args: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> None:
     """Fit and test the MT-CNN per initialization, run the baseline, print one table.
 
@@ -47,7 +48,8 @@ def compare(
         random_vocabulary: Which folder's tokenizer and vocabulary the random initialization uses.
         baseline: Also run TF-IDF + logistic regression.
         tfidf: Baseline settings.
-        fit_args: Extra `lightning fit` arguments for every fit (e.g. --trainer.max_epochs=5).
+        overrides: Config keys set for every fit, dotted as in the config (e.g.
+            {trainer.max_epochs: 5}).
     """
     if fit_config is None or not embeddings:
         raise InputError("--fit_config and --embeddings are required")
@@ -57,14 +59,12 @@ def compare(
     results: dict[str, dict[str, float]] = {}
     dm = None
     for name, folder in inits.items():
-        args = [
-            "fit", "-c", str(fit_config), "--data.embeddings", folder,
-            "--model.init", "random" if name == "random" else "pretrained",
-            "--trainer.logger.init_args.run_name", f"mtcnn-{name}",
-            *(fit_args or []),
-        ]  # fmt: skip
+        options = {
+            "data.embeddings": folder, "model.init": "random" if name == "random" else "pretrained",
+            "trainer.logger.init_args.run_name": f"mtcnn-{name}",
+        } | (overrides or {})  # fmt: skip
         log.info("fitting mtcnn-%s", name)
-        c = cli(args)
+        c = cli({"fit": nested(options) | {"config": [str(fit_config)]}})
         results[f"mtcnn-{name}"] = {
             k: float(v) for k, v in c.trainer.callback_metrics.items() if k.startswith("test/")
         }

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kinpath.common import InputError
 from kinpath.pipelines.runconfig import DataConfig, FitConfig, RegistryConfig
 from kinpath.pipelines.stages import Stages, run_exists
 
@@ -131,7 +130,7 @@ def fit_stage(init: str, heads: str, seed: int, x: FitInputs) -> Callable[[Path]
     fit, data, reports, emb, graph, valid = x.fit, x.data, x.reports, x.embeddings, x.graph, x.valid
 
     def stage(folder: Path) -> dict:
-        from kinpath.phenotyping.cli import cli
+        from kinpath.phenotyping.cli import cli, nested
 
         folder_for = emb[next(iter(emb))] if init == "random" else emb[init]
         options: dict[str, object] = {
@@ -157,18 +156,3 @@ def fit_stage(init: str, heads: str, seed: int, x: FitInputs) -> Callable[[Path]
         }
 
     return stage
-
-
-def nested(options: dict[str, object]) -> dict[str, object]:
-    """``{"trainer.max_epochs": 8}`` as LightningCLI's structured form, ``{"trainer":
-    {"max_epochs": 8}}``."""
-    out: dict[str, object] = {}
-    for key, value in options.items():
-        *path, last = key.split(".")
-        node = out
-        for part in path:
-            node = node.setdefault(part, {})  # type: ignore[assignment]
-            if not isinstance(node, dict):
-                raise InputError(f"fit.overrides: {key!r} sets inside an option that has a value")
-        node[last] = value
-    return out

@@ -113,8 +113,7 @@ def fold_table(pool: pd.DataFrame, fold: Fold) -> pd.DataFrame:
 
 def _fit(table: Path, fold: Fold, config: Path, options: dict[str, Any], seed: int) -> str:
     """One ``lightning fit`` of ``config`` on ``table``; its MLflow run id."""
-    from kinpath.phenotyping.cli import cli
-    from kinpath.pipelines.fits import nested
+    from kinpath.phenotyping.cli import cli, nested
 
     if "data.data" in options:
         raise InputError("overrides: data.data is the fold's own table; give the reports instead")

@@ -28,8 +28,8 @@ def test_one_table_and_every_run_in_mlflow(
         fit_config=ROOT / "configs/mtcnn.yaml",
         embeddings={k: str(v) for k, v in emb.items()},
         out=tmp_path / "cmp",
-        fit_args=[f"--data.data={reports}", "--trainer.max_epochs=1", "--model.filters=8", "--data.max_length=200",
-                  "--trainer.enable_progress_bar=false"],
+        overrides={"data.data": str(reports), "trainer.max_epochs": 1, "model.filters": 8,
+                   "data.max_length": 200, "trainer.enable_progress_bar": False},
     )  # fmt: skip
     table = capsys.readouterr().out
     header = next(line for line in table.splitlines() if line.startswith("| method"))
