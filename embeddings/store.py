@@ -48,6 +48,9 @@ def save_embeddings(
     heldout: pd.DataFrame,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    # gensim's own event log stamps the clock and the platform into vectors.kv; manifest.json
+    # says what made the vectors, so the same inputs give the same bytes
+    vectors.lifecycle_events = None
     vectors.save(str(out / "vectors.kv"))
     vectors.save_word2vec_format(str(out / "vectors.txt"), binary=False)
     tokenizer.save(out / "tokenizer")

@@ -13,7 +13,6 @@ generalizes (a pair implied by others), not what it memorized.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -121,7 +120,6 @@ def train(
     manifest = {
         "kind": "kinpath.embeddings",
         "format": 1,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "method": method,
         "seed": inputs.seed,
         "settings": {

@@ -17,7 +17,6 @@ full UMLS release builds in bounded memory.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -89,6 +88,15 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     with open(path, "rb") as f:
         while b := f.read(chunk):
             h.update(b)
+    return h.hexdigest()
+
+
+def folder_sha256(folder: Path) -> str:
+    """One checksum of a folder: each file's path inside it and its checksum, in path order.
+    Two folders of the same files, wherever they lie, give the same."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(folder).as_posix()}\0{file_sha256(f)}\n".encode())
     return h.hexdigest()
 
 
@@ -269,7 +277,6 @@ def _build(
     manifest = {
         "kind": "kinpath.graph",
         "format": 1,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "sources": sources,
         "filters": asdict(filters),
         "on_error": on_error,

@@ -29,6 +29,10 @@ report with every member and averages the class probabilities (and the
 similarity to the training sites, each member against its own centroids). Its
 ``label_vectors.npz`` is the first member's (each member's are in its weights).
 
+Nothing in it stamps the clock or names an MLflow run, so the same fit of the same inputs
+writes the same bytes (:func:`kinpath.kg.graph.folder_sha256` of the folder is the
+registered model's ``provenance.bundle_sha256``).
+
 No report text is in it. :func:`encode` and :func:`score_ids` are the whole
 inference path: tokenize, look up ids, cut to the longest length, sort by
 length, batch padded to the batch's longest report, softmax per task (averaged

@@ -91,6 +91,9 @@ def model_card(client: MlflowClient, run_id: str, name: str, version: str, prove
     if provenance.get("graph_checksum"):
         lines.append(f"- knowledge graph checksum: {provenance['graph_checksum']}")
     lines.append(f"- training run: {run_id}")
+    if provenance.get("bundle_sha256"):
+        lines.append(f"- bundle checksum (a rebuild with the same checksum is this model): "
+                     f"{provenance['bundle_sha256']}")  # fmt: skip
     lines.append("")
     if rows:
         lines += [

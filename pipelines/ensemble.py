@@ -78,9 +78,10 @@ def ensemble(run_ids: list[str], uri: str | None = None, run_name: str | None = 
         }
         log.info("reading the members' data (%s)", ", ".join(map(str, _as_list(data["data"]))))
         dm = ReportDataModule(**data)
+        # the bundle names its members by what made them (run name, seed), so that the same
+        # fits give the same bytes; the run ids are this run's tag and config/ensemble.json
         provenance = [
-            {"run_id": rid, "run_name": r.info.run_name, "seed": s}
-            for rid, r, s in zip(run_ids, runs, seeds, strict=True)
+            {"run_name": r.info.run_name, "seed": s} for r, s in zip(runs, seeds, strict=True)
         ]
         result = build_ensemble(members, Path(tmp) / "bundle", dm, provenance, Path(tmp) / "test")
         name = run_name or _ensemble_name([r.info.run_name or "" for r in runs], seeds)
@@ -96,8 +97,9 @@ def ensemble(run_ids: list[str], uri: str | None = None, run_name: str | None = 
                              "kg.checksum": runs[0].data.tags.get("kg.checksum", "")})  # fmt: skip
             mlflow.log_metrics(result.metrics)
             (Path(tmp) / "config").mkdir()
+            named = [p | {"run_id": r} for p, r in zip(provenance, run_ids, strict=True)]
             (Path(tmp) / "config" / "ensemble.json").write_text(
-                json.dumps({"members": provenance, "config": shared}, indent=2, default=str) + "\n"
+                json.dumps({"members": named, "config": shared}, indent=2, default=str) + "\n"
             )
             mlflow.log_artifacts(str(Path(tmp) / "config"))
             mlflow.log_artifacts(str(result.folder), artifact_path="bundle")

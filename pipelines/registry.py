@@ -3,7 +3,7 @@
 ``register`` takes the ``bundle/`` a phenotyping fit logged to its run, wraps it
 as a pyfunc model (:mod:`kinpath.pipelines.model`) logged into the same run, and makes
 it a new version of a named model, tagged with the run's test metrics and the
-provenance (graph checksum, embedding method, corpus checksum), its description a
+provenance (graph checksum, embedding method, corpus checksum, the bundle's checksum), its description a
 model card (:mod:`kinpath.pipelines.card`). ``promote``
 points an alias (``champion``) at a version; MLflow 3 aliases, not the
 deprecated stages. Every loader takes ``models:/NAME@ALIAS``.
@@ -27,6 +27,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from kinpath.common import InputError
+from kinpath.kg.graph import folder_sha256
 from kinpath.phenotyping.store import existing_store, using_store
 from kinpath.pipelines.card import model_card
 from kinpath.pipelines.model import signature
@@ -40,6 +41,7 @@ class Registered:
     version: str
     run_id: str
     model_uri: str
+    bundle_sha256: str = ""  # the registered bundle's checksum (kinpath.kg.graph.folder_sha256)
 
 
 def register(run_id: str, name: str, uri: str | None = None) -> Registered:
@@ -64,6 +66,8 @@ def register(run_id: str, name: str, uri: str | None = None) -> Registered:
                 "graph_checksum": emb.get("graph_checksum"),
                 "corpus_checksum": (emb.get("corpus") or {}).get("checksum"),
                 "training_run": run_id,
+                # what a rebuild is checked against: the same bytes, the same model
+                "bundle_sha256": folder_sha256(Path(bundle)),
             }
         }
         with using_store(store), mlflow.start_run(run_id=run_id):  # log_model is fluent only
@@ -87,7 +91,8 @@ def register(run_id: str, name: str, uri: str | None = None) -> Registered:
     card = model_card(client, run_id, name, version, metadata["kinpath"])
     client.update_model_version(name, version, description=card)
     log.info("registered %s version %s from run %s", name, version, run_id)
-    return Registered(name, version, run_id, f"models:/{name}/{version}")
+    return Registered(name, version, run_id, f"models:/{name}/{version}",
+                      metadata["kinpath"]["bundle_sha256"])  # fmt: skip
 
 
 def recalibrate(model: str, reviewed: Path, name: str, uri: str | None = None) -> Registered:

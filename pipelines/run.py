@@ -42,7 +42,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +52,7 @@ from kinpath.kg.graph import build_graph, file_sha256
 from kinpath.kg.reports import read_reports, table_paths, table_sha256
 from kinpath.phenotyping.store import tracking_uri as store_uri
 from kinpath.phenotyping.table import aggregate_seeds, method_table
+from kinpath.pipelines.environment import environment, record
 from kinpath.pipelines.fits import (
     TABLE_LEGEND,
     FitInputs,
@@ -86,6 +87,7 @@ def run(
     work: Path = Path("runs/demo"),
     tracking_uri: str | None = None,
     seed: int = 42,
+    reproducible: bool = True,
     data: DataConfig = DataConfig(),
     graph: GraphConfig = GraphConfig(),
     embeddings: EmbeddingConfig = EmbeddingConfig(),
@@ -100,6 +102,11 @@ def run(
         tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI, else
             sqlite:///mlruns.db in the project folder).
         seed: The one seed.
+        reproducible: The same config and inputs give the same vectors and bundles, byte for
+            byte: word2vec and kg-joint train on one thread, the fits with
+            ``trainer.deterministic: warn`` (torch's deterministic algorithms where the ops
+            have them); the libraries, threads and switches of each stage are recorded
+            under ``work/environments/``.
         data: Reports: a table, or synthetic reports.
         graph: Knowledge-graph sources, or the synthetic mini graph.
         embeddings: Embedding settings.
@@ -124,8 +131,10 @@ def run(
     if registry.champion != "best" and named_method(registry.champion, fit) not in methods_fitted:
         raise InputError(f"registry.champion {registry.champion!r} is none of the fits "
                          f"({', '.join(methods_fitted)}) nor 'best'")  # fmt: skip
+    if reproducible:
+        embeddings, fit = _deterministic(embeddings, fit)
     work.mkdir(parents=True, exist_ok=True)
-    st = Stages(work)
+    st = Stages(work, record(work, environment(reproducible, embeddings.word2vec.workers)))
     t0 = time.perf_counter()
 
     given_sha = None
@@ -247,6 +256,7 @@ def run(
             "name": r.name,
             "version": r.version,
             "uri": f"models:/{registry.model_name}@{registry.alias}",
+            "bundle_sha256": r.bundle_sha256,
         }
 
     model = st.run("registry", asdict(registry) | {"tracking": tracking_uri,
@@ -292,7 +302,8 @@ def run(
     results["tfidf-logreg"] = base["metrics"]
     print(method_table(results, task_names(results), spread=spreads))
     print(TABLE_LEGEND)
-    print(f"registered as {model['uri']}: {champion} ({champion_reason(registry.champion)})")
+    print(f"registered as {model['uri']}: {champion} ({champion_reason(registry.champion)}); "
+          f"bundle sha256 {model.get('bundle_sha256') or 'not recorded'}")  # fmt: skip
     print(f"stages: {json.dumps(st.timings)}; total {time.perf_counter() - t0:.0f}s")
     print(f"report: {rep['markdown']} and {rep['html']}")
     if docs is not None:
@@ -303,6 +314,22 @@ def run(
         print(f"docs: {publish(Path(rep['markdown']), docs, command)}")
     print(f"MLflow: mlflow ui --backend-store-uri {redact(tracking_uri)}   (model {model['uri']})")
     return {"report": rep, "model": model, "timings": st.timings}
+
+
+def _deterministic(
+    embeddings: EmbeddingConfig, fit: FitConfig
+) -> tuple[EmbeddingConfig, FitConfig]:
+    """The settings under ``reproducible``: gensim on one thread (its threads race over the
+    shared vectors), Lightning's ``deterministic: warn``; a setting they replace is logged."""
+    if embeddings.word2vec.workers != 1:
+        log.warning("reproducible: word2vec and kg-joint train on one thread "
+                    "(embeddings.word2vec.workers was %d)", embeddings.word2vec.workers)  # fmt: skip
+        embeddings = replace(embeddings, word2vec=replace(embeddings.word2vec, workers=1))
+    given = fit.overrides.get("trainer.deterministic", "warn")
+    if given != "warn":
+        log.warning("reproducible: the fits run with trainer.deterministic: warn (fit.overrides "
+                    "gave %r)", given)  # fmt: skip
+    return embeddings, replace(fit, overrides=fit.overrides | {"trainer.deterministic": "warn"})
 
 
 def demo(work: Path = Path("runs/demo"), tracking_uri: str | None = None) -> None:

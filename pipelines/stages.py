@@ -2,7 +2,8 @@
 
 A stage's key is the checksum of its settings, of the keys of the stages it reads and of
 the source code of the kinpath packages it runs (:func:`source_checksum`); its folder holds
-a ``stage.json`` with the key, the seconds it took and its output. A stage whose outputs are
+a ``stage.json`` with the key, the seconds it took, the environment that ran it
+(:mod:`kinpath.pipelines.environment`) and its output. A stage whose outputs are
 gone from the tracking store (``exists``) is redone even with its key unchanged.
 """
 
@@ -29,8 +30,9 @@ FIT_PACKAGES = ("kg", "embeddings", "phenotyping")
 class Stages:
     """Runs stages in order, skipping those whose key matches their stage.json."""
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, environment: str | None = None):
         self.work = work
+        self.environment = environment  # the id of work/environments/<id>.json, if recorded
         self.keys: dict[str, str] = {}
         self.outputs: dict[str, dict] = {}
         self.timings: dict[str, str] = {}
@@ -75,12 +77,8 @@ class Stages:
         t = time.perf_counter()
         output = fn(folder)
         seconds = time.perf_counter() - t
-        state.write_text(
-            json.dumps(
-                {"key": key, "seconds": round(seconds, 1), "output": output}, indent=2, default=str
-            )
-            + "\n"
-        )
+        made = {"key": key, "seconds": round(seconds, 1), "environment": self.environment}
+        state.write_text(json.dumps(made | {"output": output}, indent=2, default=str) + "\n")
         self.keys[name], self.outputs[name] = key, output
         self.timings[name] = f"{seconds:.0f}s"
         log.info("stage %-12s done in %.1fs", name, seconds)

@@ -1,16 +1,21 @@
 """The whole pipeline on a tiny synthetic set, then a cached rerun."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+import torch
+import yaml
 
-from kinpath.embeddings.store import load_embeddings
 from kinpath.embeddings.word2vec import Word2VecConfig
+from kinpath.kg.graph import folder_sha256
 from kinpath.phenotyping.store import tracking_uri
 from kinpath.pipelines.run import (
     DataConfig,
@@ -74,25 +79,47 @@ def test_end_to_end_then_cached(
     )
     assert "Registered: the lowest mean validation loss" in md
 
-    # the same config in a fresh folder and store: the same vectors and the same figures
+    # reproducible (the default): the same config in a fresh folder and store, run by
+    # `kinpath run` in another process with another hash seed, gives the same bytes: the
+    # vectors' folders, the registered bundle, and the same figures
     again = tmp_path / "again"
+    twin_config = again / "run.yaml"
     again.mkdir()
-    monkeypatch.chdir(again)
-    twin = run(**kw | {"work": again / "work", "tracking_uri": f"sqlite:///{again / 'mlruns.db'}"})  # type: ignore[arg-type]
-    first_vectors = json.loads((tmp_path / "work/embeddings/stage.json").read_text())["output"]
-    twin_vectors = json.loads((again / "work/embeddings/stage.json").read_text())["output"]
+    twin_config.write_text(yaml.safe_dump({
+        "work": str(again / "work"), "tracking_uri": f"sqlite:///{again / 'mlruns.db'}",
+        "data": {"synthetic_reports": 80},
+        "embeddings": {"word2vec": {"vector_size": 16, "epochs": 2, "min_count": 1}},
+        "fit": {"overrides": TINY},
+    }))  # fmt: skip
+    env = os.environ | {"PYTHONHASHSEED": "7"}
+    twin = subprocess.run([sys.executable, "-m", "kinpath", "run", "-c", str(twin_config)], cwd=again,
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert twin.returncode == 0, twin.stderr[-3000:]
+    made = {s: json.loads((tmp_path / "work" / s / "stage.json").read_text()) for s in STAGES}
+    remade = {s: json.loads((again / "work" / s / "stage.json").read_text()) for s in STAGES}
+    # the same settings (the stages that write to MLflow also key on the store, which differs)
+    assert all(
+        made[s]["key"] == remade[s]["key"] for s in ("data", "graph", "embeddings", "baseline")
+    )
     for name in ("word2vec", "kg-joint"):
-        a, b = (load_embeddings(Path(v[name])).vectors for v in (first_vectors, twin_vectors))
-        assert a.index_to_key == b.index_to_key and (a.vectors == b.vectors).all(), name
+        a, b = (Path(m["embeddings"]["output"][name]) for m in (made, remade))
+        assert folder_sha256(a) == folder_sha256(b), name
     for s in fits:
-        other = json.loads((again / "work" / s / "stage.json").read_text())["output"]
-        assert other["val_loss"] == fits[s]["val_loss"], s
+        assert remade[s]["output"]["val_loss"] == fits[s]["val_loss"], s
+        assert remade[s]["output"]["metrics"] == fits[s]["metrics"], s
+    checksum = made["registry"]["output"]["bundle_sha256"]
+    assert len(checksum) == 64 and remade["registry"]["output"]["bundle_sha256"] == checksum
+    assert f"bundle sha256 {checksum}" in twin.stdout
     assert (
-        capsys.readouterr().out.split("| method |")[1].split("stages:")[0]
+        twin.stdout.split("| method |")[1].split("stages:")[0]
         == out.split("| method |")[1].split("stages:")[0]
     )
-    assert twin["model"]["version"] == "1"
-    monkeypatch.chdir(tmp_path)
+    # what made each stage: the libraries and the thread settings
+    envs = list((tmp_path / "work/environments").glob("*.json"))
+    assert [made["embeddings"]["environment"]] == [e.stem for e in envs]
+    recorded = json.loads(envs[0].read_text())
+    assert recorded["reproducible"] and recorded["threads"]["word2vec_workers"] == 1
+    assert recorded["packages"]["torch"] == torch.__version__
 
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model("models:/kinpath-demo@champion")
