@@ -272,12 +272,9 @@ def main() -> None:
     page = render({h: m[0] for h, m in made.items()}, {h: m[1] for h, m in made.items()}, a)
     print(page)
     if a.docs is not None:
-        from kinpath.pipelines.report import publish
+        from kinpath.pipelines.report import publish_page
 
-        with tempfile.TemporaryDirectory() as tmp:
-            md = Path(tmp) / "profile.md"
-            md.write_text(page)
-            print(f"docs: {publish(md, a.docs, 'python ' + ' '.join(sys.argv))}")
+        print(f"docs: {publish_page(page, a.docs, 'python ' + ' '.join(sys.argv))}")
 
 
 if __name__ == "__main__":

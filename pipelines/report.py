@@ -147,21 +147,29 @@ def write_report(folder: Path, made: RunResults) -> dict[str, str]:
 
 
 def publish(report: Path, dest: Path, command: str) -> Path:
-    """Write a run's ``results.md`` into a documentation page: what made it (the command, the
-    date, the machine, the commit) above the tables, and the plots copied beside the page."""
+    """Write a run's ``results.md`` into a documentation page (:func:`publish_page`), the plots
+    copied beside the page."""
+    files = dest.parent / dest.stem
+    files.mkdir(parents=True, exist_ok=True)
+    body = report.read_text()
+    for image in sorted(report.parent.glob("*.png")):
+        shutil.copy(image, files / image.name)
+        body = body.replace(f"]({image.name})", f"]({files.name}/{image.name})")
+    return publish_page(body, dest, command)
+
+
+def publish_page(page: str, dest: Path, command: str) -> Path:
+    """Write a markdown page into the documentation under what made it: the command, the
+    date, the machine and the commit (the page's own title gives way to the command)."""
     import datetime as dt
     import os
     import platform
     import subprocess
 
-    files = dest.parent / dest.stem
-    files.mkdir(parents=True, exist_ok=True)
-    body = report.read_text().split("\n", 1)[1]  # the page has a title of its own
-    for image in sorted(report.parent.glob("*.png")):
-        shutil.copy(image, files / image.name)
-        body = body.replace(f"]({image.name})", f"]({files.name}/{image.name})")
+    body = page.split("\n", 1)[1]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=Path(__file__).parent, check=False).stdout.strip()  # fmt: skip
+    dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(
         f"# Results of `{command}`\n\n"
         f"Written by that command on {dt.date.today()}, {platform.node()} "

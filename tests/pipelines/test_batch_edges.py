@@ -200,27 +200,43 @@ def test_a_job_killed_alone_leaves_no_worker_and_resumes(
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(tmp_path / "whole.parquet"))
 
 
-def test_a_model_that_is_not_there_is_a_clear_error(registered: Registered, tmp_path: Path) -> None:
+def test_a_model_that_is_not_there_is_a_clear_error(
+    registered: Registered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # the command's own entry point in this process: the exit status and the message are what
+    # is checked, and a process each cost the suite half a minute
+    from kinpath.pipelines.cli import main
+
     src = _reports(tmp_path / "in.csv", 2, 10)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered.tracking_uri)
     for uri in ("runs:/deadbeef/model", str(tmp_path / "no-such-model"), "models:/nope@champion"):
-        r = _kinpath(["predict", "--model", uri, "--input", str(src), "--output",
-                      str(tmp_path / "o.parquet")], env)  # fmt: skip
-        assert r.returncode == 2, r.stderr[-2000:]
-        assert (
-            "Traceback" not in r.stderr and uri in r.stderr and registered.tracking_uri in r.stderr
+        code = main(
+            [
+                "predict",
+                "--model",
+                uri,
+                "--input",
+                str(src),
+                "--output",
+                str(tmp_path / "o.parquet"),
+            ]
         )
+        err = capsys.readouterr().err
+        assert code == 2, err[-2000:]
+        assert "Traceback" not in err and uri in err and registered.tracking_uri in err
     # outside any project folder, with no MLFLOW_TRACKING_URI: the store it looked for is named,
     # and none is created
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    bare = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
-    bare["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.chdir(elsewhere)
     for args in (["predict", "--model", registered.champion, "--input", str(src), "--output",
                   str(tmp_path / "o.parquet")], ["registry", "list"]):  # fmt: skip
-        r = _kinpath(args, bare, cwd=elsewhere)
-        assert r.returncode == 2, r.stderr[-2000:]
-        assert f"no MLflow store at {elsewhere / 'mlruns.db'}" in r.stderr
+        code = main(args)
+        err = capsys.readouterr().err
+        assert code == 2, err[-2000:]
+        assert f"no MLflow store at {elsewhere / 'mlruns.db'}" in err
         assert not list(elsewhere.iterdir())
 
 
