@@ -46,7 +46,7 @@ def environment(reproducible: bool, word2vec_workers: int) -> dict:
 
 def record(work: Path, env: dict) -> str:
     """Write ``env`` under ``work/environments/`` (once per distinct content); its id."""
-    text = json.dumps(env, indent=2, sort_keys=False) + "\n"
+    text = json.dumps(env, indent=2) + "\n"
     ident = hashlib.sha256(text.encode()).hexdigest()[:16]
     path = work / "environments" / f"{ident}.json"
     if not path.exists():

@@ -3,8 +3,8 @@
 ``register`` takes the ``bundle/`` a phenotyping fit logged to its run, wraps it
 as a pyfunc model (:mod:`kinpath.pipelines.model`) logged into the same run, and makes
 it a new version of a named model, tagged with the run's test metrics and the
-provenance (graph checksum, embedding method, corpus checksum, the bundle's checksum), its description a
-model card (:mod:`kinpath.pipelines.card`). ``promote``
+provenance (graph checksum, embedding method, corpus checksum, the bundle's checksum),
+its description a model card (:mod:`kinpath.pipelines.card`). ``promote``
 points an alias (``champion``) at a version; MLflow 3 aliases, not the
 deprecated stages. Every loader takes ``models:/NAME@ALIAS``.
 

@@ -11,6 +11,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from kinpath.kg.graph import folder_sha256
 from kinpath.pipelines import registry
 from tests.pipelines.conftest import ROOT, Registered
 
@@ -44,6 +45,9 @@ def test_version_carries_metrics_provenance_and_no_input_example(registered: Reg
     info = mlflow.models.get_model_info(registered.champion)
     assert [c["name"] for c in info.signature.inputs.to_dict()] == ["report_id", "text"]
     assert info.saved_input_example_info is None  # no report text stored with the model
+    # the checksum an auditor's rebuild is compared with is that of the bundle that loads
+    bundle = mlflow.pyfunc.load_model(registered.champion).unwrap_python_model().bundle
+    assert tags["provenance.bundle_sha256"] == folder_sha256(bundle.folder)
 
 
 def test_version_description_is_a_model_card(registered: Registered) -> None:
