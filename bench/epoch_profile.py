@@ -169,7 +169,7 @@ def profile(heads: str, a: argparse.Namespace, tmp: Path) -> tuple[Clock, Nodes]
         "trainer.num_sanity_val_steps": 0, "trainer.enable_progress_bar": False,
         "trainer.limit_train_batches": a.limit_train_batches, "trainer.enable_model_summary": False,
         "checkpoint.dirpath": str(tmp / heads),
-    }  # fmt: skip
+    } | ({"trainer.deterministic": "warn"} if a.deterministic else {})  # fmt: skip
     # without a subcommand LightningCLI reads a config file from the command-line form only
     args = ["--config", str(a.config), *(f"--{k}={_arg(v)}" for k, v in options.items())]
     c = cli(args, run=False, quiet=True)
@@ -256,6 +256,8 @@ def main() -> None:
     ap.add_argument("--graph", type=Path, default=ROOT / "runs/nci")
     ap.add_argument("--heads", nargs="+", default=["label-knowledge", "plain"])
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--deterministic", action="store_true",
+                    help="trainer.deterministic: warn, as kinpath run's reproducible sets it")  # fmt: skip
     ap.add_argument("--limit-train-batches", type=float, default=1.0,
                     help="a share (≤ 1) or a number of training batches; 1.0: the whole epoch")  # fmt: skip
     ap.add_argument("--docs", type=Path, default=None, help="also write the table into this page")
