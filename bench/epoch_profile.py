@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -276,7 +277,7 @@ def main() -> None:
     if a.docs is not None:
         from kinpath.pipelines.report import publish_page
 
-        print(f"docs: {publish_page(page, a.docs, 'python ' + ' '.join(sys.argv))}")
+        print(f"docs: {publish_page(page, a.docs, 'python ' + shlex.join(sys.argv))}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -125,7 +126,7 @@ def main() -> None:
     differs = sum(r[2] != "same" for r in rows)
     page = (
         "# Reproducibility check\n\n"
-        f"`kinpath run {' '.join(args)}` twice from scratch (fresh work folders and tracking "
+        f"`kinpath run {shlex.join(args)}` twice from scratch (fresh work folders and tracking "
         f"stores, PYTHONHASHSEED 1 and 2), {seconds[0] / 60:.1f} and {seconds[1] / 60:.1f} min; "
         f"{len(rows) - differs} of {len(rows)} items the same.\n\n"
         "| item | compared | result |\n| --- | --- | --- |\n"
@@ -135,7 +136,7 @@ def main() -> None:
     if a.docs is not None:
         from kinpath.pipelines.report import publish_page
 
-        print(f"docs: {publish_page(page, a.docs, 'python ' + ' '.join(sys.argv))}")
+        print(f"docs: {publish_page(page, a.docs, 'python ' + shlex.join(sys.argv))}")
     sys.exit(1 if differs else 0)
 
 

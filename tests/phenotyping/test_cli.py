@@ -36,6 +36,28 @@ def test_fast_dev_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_structured_fit_reads_its_config_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kinpath run, compare and evaluate start fits this way; jsonargparse reads no config file
+    # in the structured form, and their fits ran with the defaults instead of the config's
+    from kinpath.common import InputError
+    from kinpath.phenotyping.cli import nested
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fit.yaml").write_text(
+        "model: {filters: 7, dropout: 0.3}\nearly_stopping: {patience: 1}\ntrainer: {log_every_n_steps: 3}\n"
+    )
+    options = {"data.data": str(ROOT / "tests/fixtures/reports.csv"), "model.dropout": 0.2,
+               "trainer.fast_dev_run": True, "trainer.logger": False}  # fmt: skip
+    c = cli({"fit": nested(options) | {"config": [str(ROOT / "configs/mtcnn.yaml"), "fit.yaml"]}})
+    stop = next(cb for cb in c.trainer.callbacks if type(cb).__name__ == "EarlyStopping")
+    assert (c.model.hparams["filters"], stop.patience, c.trainer.log_every_n_steps) == (7, 1, 3)
+    assert c.model.hparams["dropout"] == 0.2  # an option beside the files wins over them
+    with pytest.raises(InputError, match=r"missing\.yaml: cannot read the config file"):
+        cli({"fit": {"config": ["missing.yaml"]}})
+
+
 def _all_text(db: Path, artifacts: Path) -> str:
     con = sqlite3.connect(db)
     parts = []
