@@ -105,8 +105,8 @@ def run(
         reproducible: The same config and inputs give the same vectors and bundles, byte for
             byte: word2vec and kg-joint train on one thread, the fits with
             ``trainer.deterministic: warn`` (torch's deterministic algorithms where the ops
-            have them); the libraries, threads and switches of each stage are recorded
-            under ``work/environments/``.
+            have them). Either way each stage names the libraries and thread settings that
+            ran it (``work/environments/``).
         data: Reports: a table, or synthetic reports.
         graph: Knowledge-graph sources, or the synthetic mini graph.
         embeddings: Embedding settings.
