@@ -162,7 +162,7 @@ class Nodes(Callback):
 
 
 def profile(heads: str, a: argparse.Namespace, tmp: Path) -> tuple[Clock, Nodes]:
-    from kinpath.phenotyping.cli import cli
+    from kinpath.phenotyping.cli import cli, nested
 
     options = {
         "data.embeddings": str(a.embeddings), "data.graph": str(a.graph), "model.heads": heads,
@@ -171,9 +171,7 @@ def profile(heads: str, a: argparse.Namespace, tmp: Path) -> tuple[Clock, Nodes]
         "trainer.limit_train_batches": a.limit_train_batches, "trainer.enable_model_summary": False,
         "checkpoint.dirpath": str(tmp / heads),
     } | ({"trainer.deterministic": "warn"} if a.deterministic else {})  # fmt: skip
-    # without a subcommand LightningCLI reads a config file from the command-line form only
-    args = ["--config", str(a.config), *(f"--{k}={_arg(v)}" for k, v in options.items())]
-    c = cli(args, run=False, quiet=True)
+    c = cli(nested(options) | {"config": [str(a.config)]}, run=False, quiet=True)
     clock = Clock()
     clock.attach(c.model)
     c.trainer.callbacks.append(clock)  # type: ignore[attr-defined]
@@ -185,10 +183,6 @@ def profile(heads: str, a: argparse.Namespace, tmp: Path) -> tuple[Clock, Nodes]
             logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, callbacks=[nodes]).fit(c.model, datamodule=c.datamodule)  # fmt: skip
     return clock, nodes
-
-
-def _arg(v: object) -> str:
-    return str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def backward_table(nodes: dict[str, Nodes], top: int = 8) -> str:
