@@ -89,7 +89,7 @@ class PerReport:
     out_of_scope: np.ndarray  # [N] bool
     decisions: np.ndarray  # [N] tasks with a threshold
     near: np.ndarray  # [N] of those, within NEAR of it
-    labels: dict[str, np.ndarray]  # per task [N] codes
+    labels: dict[str, tuple[np.ndarray, np.ndarray]]  # per task: the codes, each report's index
 
 
 @dataclass(frozen=True)
@@ -121,8 +121,8 @@ def per_report(ref: Reference, r: Scored) -> PerReport:
         np.asarray(r.out_of_scope, bool),
         decisions,
         near,
-        {t: np.asarray(lab).astype(str) for t, lab in r.labels.items()},
-    )
+        {t: np.unique(np.asarray(lab).astype(str), return_inverse=True) for t, lab in r.labels.items()},
+    )  # fmt: skip
 
 
 @dataclass
@@ -151,11 +151,13 @@ class Accumulator:
         self.out_of_scope += int(r.out_of_scope[rows].sum())
         self.decisions += int(r.decisions[rows].sum())
         self.near += int(r.near[rows].sum())
-        for t, lab in r.labels.items():
+        for t, (codes, index) in r.labels.items():
             counts = self.labels.setdefault(t, {})
-            values, n = np.unique(lab[rows], return_counts=True)
-            for v, c in zip(values, n, strict=True):
-                counts[str(v)] = counts.get(str(v), 0) + int(c)
+            # counted by index: the bootstrap adds thousands of draws, np.unique of strings
+            # each time was most of a fit's reference
+            n = np.bincount(index[rows], minlength=len(codes))
+            for i in np.flatnonzero(n):
+                counts[str(codes[i])] = counts.get(str(codes[i]), 0) + int(n[i])
 
     def rates(self) -> dict[str, float]:
         return {"oov_rate": self.unknown / max(1, self.tokens),
