@@ -55,16 +55,24 @@ def predict(
             fp32 elsewhere and on a GPU), fp32, int8, or bf16.
     """
     from kinpath.common import InputError
+
+    if model is None or input is None:
+        raise InputError("--model and --input are required")
+    warehouse = input.startswith(("postgresql://", "postgres://"))
+    if warehouse:
+        if output is not None:
+            raise InputError("a warehouse input writes its NOTE_NLP table: give no --output")
+        from kinpath.pipelines.cdm import connect
+
+        # a warehouse that cannot be reached is said before the model is loaded (from a
+        # remote registry, minutes), and before torch is imported
+        connect(input).close()
     from kinpath.phenotyping.store import existing_store
     from kinpath.pipelines.batch import load_model
     from kinpath.pipelines.batch import predict as run_batch
     from kinpath.pipelines.joblog import log_job
 
-    if model is None or input is None:
-        raise InputError("--model and --input are required")
-    if input.startswith(("postgresql://", "postgres://")):
-        if output is not None:
-            raise InputError("a warehouse input writes its NOTE_NLP table: give no --output")
+    if warehouse:
         from kinpath.pipelines.omop import score_notes
 
         summary = score_notes(load_model(model, tracking_uri, precision), input, notes,

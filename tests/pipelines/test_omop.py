@@ -286,13 +286,16 @@ def test_the_schema_name_is_an_identifier_never_sql(registered: Registered, post
 
 def test_a_password_in_a_uri_is_never_printed(registered: Registered, tmp_path: Path) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri}
-    cmd = [sys.executable, "-m", "kinpath.pipelines.cli", "predict", "--model", registered.champion,
-           "--input"]  # fmt: skip
-    for uri in ("postgresql://postgres:S3cretPW9z@[bad/postgres",
-                "postgresql://postgres:S3cretPW9z@127.0.0.1:1/postgres",
-                "postgresql://postgres@127.0.0.1:1/postgres?password=S3cretPW9z&connect_timeout=2",
-                "postgresql://postgres@127.0.0.1:1/postgres?no_such_option=1"):  # fmt: skip
-        r = subprocess.run([*cmd, uri], env=env, capture_output=True, text=True, check=False,
+    # the last with a model that is not registered: the warehouse is reached first, before a
+    # model is loaded
+    for uri, model in (("postgresql://postgres:S3cretPW9z@[bad/postgres", registered.champion),
+                       ("postgresql://postgres:S3cretPW9z@127.0.0.1:1/postgres", registered.champion),
+                       ("postgresql://postgres@127.0.0.1:1/postgres?password=S3cretPW9z&connect_timeout=2",
+                        registered.champion),
+                       ("postgresql://postgres@127.0.0.1:1/postgres?no_such_option=1",
+                        "models:/not-registered@champion")):  # fmt: skip
+        r = subprocess.run([sys.executable, "-m", "kinpath.pipelines.cli", "predict", "--model", model,
+                            "--input", uri], env=env, capture_output=True, text=True, check=False,
                            timeout=120)  # fmt: skip
         assert r.returncode == 2, r.stderr[-2000:]
         assert "Traceback" not in r.stderr and "cannot connect to the warehouse" in r.stderr
