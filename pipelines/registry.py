@@ -44,8 +44,11 @@ class Registered:
     bundle_sha256: str = ""  # the registered bundle's checksum (kinpath.kg.graph.folder_sha256)
 
 
-def register(run_id: str, name: str, uri: str | None = None) -> Registered:
-    """Wrap the run's bundle as a pyfunc model and register it as a new version of ``name``."""
+def register(
+    run_id: str, name: str, uri: str | None = None, provenance: dict[str, str] | None = None
+) -> Registered:
+    """Wrap the run's bundle as a pyfunc model and register it as a new version of ``name``;
+    ``provenance``: more of the version's ``provenance.*`` tags."""
     store = existing_store(uri)
     client = MlflowClient(tracking_uri=store)
     try:
@@ -79,15 +82,15 @@ def register(run_id: str, name: str, uri: str | None = None) -> Registered:
                 metadata=metadata,
                 # the default a loader can override (model_config={"precision": "fp32"})
                 model_config={"precision": "auto"},
-                registered_model_name=name,
                 code_paths=_package_dirs(),
                 pip_requirements=_requirements(Path(bundle)),
             )
-    version = str(info.registered_model_version)
     tags = {f"metric.{k}": f"{v:.4f}" for k, v in run.data.metrics.items() if k.startswith("test/")}
     tags.update({f"provenance.{k}": str(v) for k, v in metadata["kinpath"].items() if k != "tasks"})
-    for k, v in tags.items():
-        client.set_model_version_tag(name, version, k, v)
+    tags.update({f"provenance.{k}": v for k, v in (provenance or {}).items()})
+    # the version is made with its tags (one call, not one a tag)
+    with using_store(store):
+        version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
     card = model_card(client, run_id, name, version, metadata["kinpath"])
     client.update_model_version(name, version, description=card)
     log.info("registered %s version %s from run %s", name, version, run_id)
@@ -124,10 +127,9 @@ def recalibrate(model: str, reviewed: Path, name: str, uri: str | None = None) -
             mlflow.log_metrics({k.replace("/", "."): float(v) for k, v in figures.items()})
             mlflow.set_tags({"kinpath.base_model": base.version, "kinpath.reviewed_sha256": checksum,
                              "kinpath.reviewed_reports": str(reports)})  # fmt: skip
-    registered = register(run.info.run_id, name, store)
-    for k, v in {"base_model": base.version, "reviewed_sha256": checksum,
-                 "reviewed_reports": str(reports)}.items():  # fmt: skip
-        client.set_model_version_tag(name, registered.version, f"provenance.{k}", v)
+    registered = register(run.info.run_id, name, store, {
+        "base_model": base.version, "reviewed_sha256": checksum, "reviewed_reports": str(reports)
+    })  # fmt: skip
     card = client.get_model_version(name, registered.version).description or ""
     client.update_model_version(name, registered.version, description=card + (
         f"- Recalibrated: the network of {base.version} with its decoder refitted on {reports} "
