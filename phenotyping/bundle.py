@@ -60,6 +60,7 @@ import torch
 
 from kinpath.common import InputError
 from kinpath.embeddings.tokenize import ReportTokenizer
+from kinpath.kg.graph import folder_sha256
 from kinpath.phenotyping.decode import Decoder, decode
 from kinpath.phenotyping.drift import Reference
 from kinpath.phenotyping.evidence import emitted_classes
@@ -100,6 +101,8 @@ def save_bundle(folder: Path, module: MTCNNModule, dm: ReportDataModule) -> Path
     if module.drift_reference is not None:
         module.drift_reference.save(folder / "drift.json")
     manifests = {"embeddings": dm.embedding_manifest, "data": dm.summary()}
+    if hp.get("teacher"):  # distilled: which bundle taught it (its checksum, not its path)
+        manifests["teacher"] = {"bundle_sha256": folder_sha256(Path(hp["teacher"]))}
     if module.net.knowledge_tasks:
         heads = {t: cast(KnowledgeHead, module.net.heads[t]) for t in module.net.knowledge_tasks}
         vectors = {t: h.label_vectors.cpu().numpy() for t, h in heads.items()}

@@ -11,9 +11,13 @@ Stages, each writing a folder under ``work/`` with a ``stage.json``::
     baseline/     TF-IDF + logistic regression
     ensemble-<init>-<heads>/   with ``registry.ensemble``: a method's seeds as one model
                   (pipelines.ensemble), logged as an MLflow run of its own
+    distill-<init>-<heads>/   with ``registry.champion: distilled``: the best ensemble
+                  distilled into one network of its method (``model.teacher``)
     registry/     the champion's run registered, alias set (``champion: best``: the
                   config with the lowest mean validation loss, its best seed; with
-                  ``registry.ensemble``, the ensemble of the lowest validation loss)
+                  ``registry.ensemble``, the ensemble of the lowest validation loss; with
+                  ``distilled``, the distilled network where its validation macro-F1 is
+                  within the ensemble's seed spread on every task, else the ensemble)
     predict/      kinpath predict over the test split with models:/NAME@ALIAS (the
                   split's texts pass through a transient file, removed once scored)
     report/       results.md and results.html with the plots, also logged to MLflow
@@ -58,6 +62,7 @@ from kinpath.pipelines.fits import (
     FitInputs,
     champion_of,
     champion_reason,
+    distilled,
     ensembles,
     fit_stage,
     method_name,
@@ -115,9 +120,6 @@ def run(
         docs: A documentation page the results are also written to, with the command, date,
             machine and commit that made them (configs/tcga.yaml: docs/results/tcga-run.md).
     """
-    tracking_uri = store_uri(tracking_uri)
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # the fits' LightningCLI reads it
-    log.info("MLflow tracking store: %s", tracking_uri)
     from kinpath.phenotyping.network import HEADS
 
     for h in fit.heads:
@@ -128,9 +130,18 @@ def run(
         if named_method(m, fit) not in methods_fitted or "/" not in m:
             raise InputError(f"fit.more_seeds: {m!r} is not '<init> / <heads>' of a fitted "
                              f"method ({', '.join(methods_fitted)})")  # fmt: skip
-    if registry.champion != "best" and named_method(registry.champion, fit) not in methods_fitted:
+    if (
+        registry.champion not in ("best", "distilled")
+        and named_method(registry.champion, fit) not in methods_fitted
+    ):
         raise InputError(f"registry.champion {registry.champion!r} is none of the fits "
-                         f"({', '.join(methods_fitted)}) nor 'best'")  # fmt: skip
+                         f"({', '.join(methods_fitted)}) nor 'best' or 'distilled'")  # fmt: skip
+    if registry.champion == "distilled" and not registry.ensemble:
+        raise InputError("registry.champion: distilled distils the best seed ensemble into one "
+                         "network: set registry.ensemble: true (and give a method two seeds or more)")  # fmt: skip
+    tracking_uri = store_uri(tracking_uri)
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # the fits' LightningCLI reads it
+    log.info("MLflow tracking store: %s", tracking_uri)
     if reproducible:
         embeddings, fit = _deterministic(embeddings, fit)
     work.mkdir(parents=True, exist_ok=True)
@@ -227,11 +238,17 @@ def run(
         results[name], spreads[name] = aggregate_seeds([r["metrics"] for r in runs])
     champion, champion_fit = champion_of(registry.champion, fit, fits)
     seeds_of = {n: [r["seed"] for r in rs] for n, rs in fits.items()}
+    reason = champion_reason(registry.champion)
     if registry.ensemble:
         built = ensembles(st, registry, fits, (champion, champion_fit), tracking_uri)
         champion, champion_fit = built.champion, built.champion_fit
         results |= built.rows
         seeds_of |= built.seeds
+        if registry.champion == "distilled":
+            student = distilled(st, built, fits, inputs, seed, tracking_uri)
+            champion, champion_fit, reason = student.champion, student.champion_fit, student.reason
+            results |= student.rows
+            seeds_of |= student.seeds
     log.info(
         "champion: %s, seed %s (run %s)", champion, champion_fit["seed"], champion_fit["run_id"]
     )
@@ -288,11 +305,10 @@ def run(
         from kinpath.pipelines.report import RunResults, write_report
 
         made = RunResults(results | {"tfidf-logreg": base["metrics"]}, spreads, emb, pred, model,
-                          champion, champion_fit, tracking_uri, seeds_of,
-                          champion_reason(registry.champion))  # fmt: skip
+                          champion, champion_fit, tracking_uri, seeds_of, reason)  # fmt: skip
         return write_report(folder, made)
 
-    fit_stages = [n for n in st.keys if n.startswith(("fit-", "ensemble"))]
+    fit_stages = [n for n in st.keys if n.startswith(("fit-", "ensemble", "distill-"))]
     rep = st.run(
         "report",
         {"champion": champion},
@@ -302,7 +318,7 @@ def run(
     results["tfidf-logreg"] = base["metrics"]
     print(method_table(results, task_names(results), spread=spreads))
     print(TABLE_LEGEND)
-    print(f"registered as {model['uri']}: {champion} ({champion_reason(registry.champion)}); "
+    print(f"registered as {model['uri']}: {champion} ({reason}); "
           f"bundle sha256 {model.get('bundle_sha256') or 'not recorded'}")  # fmt: skip
     print(f"stages: {json.dumps(st.timings)}; total {time.perf_counter() - t0:.0f}s")
     print(f"report: {rep['markdown']} and {rep['html']}")

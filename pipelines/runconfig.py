@@ -60,8 +60,10 @@ class RegistryConfig:
     model_name: str = "kinpath-demo"
     alias: str = "champion"
     # which fit is registered and promoted: "best" (lowest mean validation loss over seeds,
-    # then that config's best seed), an initialization ("kg-joint": its first heads), or
-    # "<init> / <heads>"
+    # then that config's best seed), an initialization ("kg-joint": its first heads),
+    # "<init> / <heads>", or "distilled" (with ensemble: the best ensemble distilled into one
+    # network, registered when its validation macro-F1 is within the ensemble's seed spread on
+    # every task, else the ensemble: one network's cost a report where it holds up)
     champion: str = "best"
     # register a method's seeds as one model, their class probabilities averaged
     # (pipelines.ensemble): with champion "best", every method fitted with two seeds or more

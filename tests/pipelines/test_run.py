@@ -14,9 +14,11 @@ import pytest
 import torch
 import yaml
 
+from kinpath.common import InputError
 from kinpath.embeddings.word2vec import Word2VecConfig
 from kinpath.kg.graph import folder_sha256
 from kinpath.phenotyping.store import tracking_uri
+from kinpath.pipelines.fits import within_spread
 from kinpath.pipelines.run import (
     DataConfig,
     EmbeddingConfig,
@@ -196,6 +198,44 @@ def test_end_to_end_then_cached(
     assert "| mtcnn random / plain ensemble |" in md and "seeds 42, 7" in md
     pred = pd.read_parquet(tmp_path / "work/predict/predictions.parquet")
     assert len(pred) == 12 and (pred["status"] == "ok").all()
+
+    # the champion ensemble distilled into one network: a stage of its own taught by the
+    # ensemble's bundle, its row, and the registered model is the one the reason names
+    kw |= {"registry": RegistryConfig(champion="distilled", ensemble=True)}
+    ninth = run(**kw)  # type: ignore[arg-type]
+    assert ninth["timings"]["distill-random-plain"] != "cached"
+    assert ninth["timings"]["ensemble-random-plain"] == "cached"
+    student = json.loads((tmp_path / "work/distill-random-plain/stage.json").read_text())["output"]
+    client = mlflow.MlflowClient()
+    taught = json.loads(Path(client.download_artifacts(
+        student["run_id"], "bundle/manifests.json", str(tmp_path / "student"))).read_text())  # fmt: skip
+    assert taught["teacher"]["bundle_sha256"] == eighth["model"]["bundle_sha256"]
+    assert not (tmp_path / "work/distill-random-plain/bundle").exists()  # the teacher's copy
+    md = (tmp_path / "work/report/results.md").read_text()
+    assert "| mtcnn random / plain distilled |" in md
+    nets = len(mlflow.pyfunc.load_model(ninth["model"]["uri"]).unwrap_python_model().bundle.nets)
+    if "distilled into one network" in md:
+        assert nets == 1 and "registry.champion: distilled" in md
+    else:
+        assert nets == 2 and "the distilled network stayed below" in md
+
+
+def test_a_distilled_champion_is_kept_within_the_seed_spread() -> None:
+    members = [{"site": 0.80, "grade": 0.60}, {"site": 0.84, "grade": 0.62}]  # sd 0.028, 0.014
+    ensemble = {"site": 0.85, "grade": 0.63}
+    assert within_spread({"site": 0.83, "grade": 0.62}, ensemble, members) == (True, [])
+    holds, short = within_spread({"site": 0.86, "grade": 0.60}, ensemble, members)
+    assert not holds and short == ["grade 0.600 against 0.630 ± 0.014"]
+    assert within_spread({"site": 0.9}, ensemble, members)[1] == ["grade: no validation figure"]
+
+
+def test_a_distilled_champion_needs_the_ensemble(tmp_path: Path) -> None:
+    store = os.environ.get("MLFLOW_TRACKING_URI")
+    with pytest.raises(InputError, match=r"set registry\.ensemble: true"):
+        run(work=tmp_path / "work", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+            registry=RegistryConfig(champion="distilled"))  # fmt: skip
+    assert not (tmp_path / "work").exists()  # refused before any work, the store untouched
+    assert os.environ.get("MLFLOW_TRACKING_URI") == store
 
 
 def test_the_environment_and_the_project_decide_the_store(
