@@ -15,7 +15,10 @@ write parquet parts, merge) in its own process, so that peak memory is its own:
   (3×300 filters, untrained): the path as it was before the TCGA configs chose
   100 filters a window on validation;
 * with ``--postgres``: the new path reading OMOP ``NOTE`` rows from a real
-  PostgreSQL server (pgserver) into ``NOTE_NLP`` (``kinpath.pipelines.omop.score_notes``).
+  PostgreSQL server (pgserver) into ``NOTE_NLP`` (``kinpath.pipelines.omop.score_notes``);
+* with ``--against MODEL``: a second registered model (the distilled champion against the
+  ensemble, ``registry.champion: distilled``) on the new path, its rate beside ``--model``'s
+  and, with the TCGA splits, its macro-F1 per task and split beside ``--model``'s.
 
 The model is ``--model`` (default ``models:/kinpath-tcga@champion`` in the
 project's store, when it resolves); then both paths also score the TCGA test
@@ -27,6 +30,7 @@ cycled to ``--reports`` when ../shared is there, else synthetic reports.
     python bench/batch_throughput.py --reports 10000
     python bench/batch_throughput.py --reports 2000 --postgres
     python bench/batch_throughput.py --reports 2000 --profile   # where a report's time goes
+    python bench/batch_throughput.py --model models:/kinpath-tcga/1 --against models:/kinpath-tcga@champion
 """
 
 from __future__ import annotations
@@ -147,7 +151,7 @@ def child_pg(bundle: str, uri: str) -> None:
 def load_notes(uri: str, reports: Path) -> None:
     import psycopg
 
-    from kinpath.pipelines.omop import init_schema
+    from kinpath.pipelines.cdm import init_schema
 
     init_schema(uri)
     df = pd.read_csv(reports, dtype=str, keep_default_na=False)
@@ -273,6 +277,9 @@ def main() -> None:
     )
     ap.add_argument("--child-pg", nargs=2)
     ap.add_argument("--profile", action="store_true", help="time each stage instead")
+    ap.add_argument("--against", default=None,
+                    help="a second model scored on the new path in the same run (the distilled "
+                         "champion): its rate and macro-F1 beside --model's")  # fmt: skip
     a = ap.parse_args()
     if a.child:
         child(*a.child, pad_to=a.pad_to or None, n=a.n or None, workers=a.workers,
@@ -293,6 +300,10 @@ def main() -> None:
         trained = trained_bundle(a.model, d / "bundle")
         if not trained:
             make_bundle(d / "reports.csv", d / "bundle")
+        if a.against and not (trained and trained_bundle(a.against, d / "against")):
+            raise SystemExit(
+                f"--against needs --model and --against to resolve ({a.model}, {a.against})"
+            )
         if a.profile:
             print(f"{a.reports:,} reports ({source})")
             profile(str(d / "bundle"), str(d / "reports.csv"))
@@ -308,6 +319,10 @@ def main() -> None:
             make_bundle(d / "reports.csv", d / "default")
             default = run(d / "default", d / "reports.csv", d / "default.parquet", None, None, 0,
                           "fp32")  # fmt: skip
+        against = None
+        if a.against:
+            against = run(d / "against", d / "reports.csv", d / "against.parquet", None, None,
+                          a.workers, "auto")  # fmt: skip
         pg = None
         if a.postgres:
             import pgserver
@@ -320,7 +335,7 @@ def main() -> None:
                 pg = json.loads(r.stdout.strip().splitlines()[-1])
             finally:
                 server.cleanup()
-        parity = None
+        parity, f_against = None, None
         if trained and SHARED.is_dir():
             (f32, f32_codes), (f_new, new_codes) = (accuracy(d / "bundle", p)
                                                     for p in ("fp32", "auto"))  # fmt: skip
@@ -328,6 +343,7 @@ def main() -> None:
                       for k in f32}  # fmt: skip
             differ = sum(int((f32_codes[k] != new_codes[k]).sum()) for k in f32_codes)
             cells = sum(len(v) for v in f32_codes.values())
+            f_against = accuracy(d / "against", "auto")[0] if against is not None else None
     rate = {k: v["reports"] / v["seconds"] for k, v in (("old", old), ("new", new), ("base", base))}
     if pg is not None:
         pg_rate = pg["reports"] / pg["seconds"]
@@ -351,6 +367,20 @@ def main() -> None:
             "default_architecture_fp32_peak_mb": round(default["peak_mb"]),
             "speedup_vs_default_architecture_fp32": round(rate["new"] / default_rate, 2),
         }, indent=2))  # fmt: skip
+    if against is not None:
+        against_rate = against["reports"] / against["seconds"]
+        side: dict = {"model": a.model, "model_reports_per_s": round(rate["new"], 1),
+                      "against": a.against, "against_reports_per_s": round(against_rate, 1),
+                      "against_precision": against["precision"],
+                      "against_peak_mb": round(against["peak_mb"]),
+                      "against_vs_model": round(against_rate / rate["new"], 2)}  # fmt: skip
+        if f_against is not None:  # the new path's figures of both, test splits
+            side["macro_f1"] = {k: {"model": f_new[k], "against": f_against[k],
+                                    "difference": round(f_against[k] - f_new[k], 4)}
+                                for k in f_new}  # fmt: skip
+            lowest = min(v["difference"] for v in side["macro_f1"].values())
+            side |= {"lowest_difference": lowest, "within_0.02_below": lowest >= -0.02}
+        print(json.dumps(side, indent=2))
     if parity is not None:
         worst = max(abs(v["difference"]) for v in parity.values())
         print(json.dumps({"macro_f1_test_splits": parity, "largest_difference": worst,
