@@ -28,12 +28,10 @@ TABLE_LEGEND = (
 
 
 def champion_reason(choice: str) -> str:
-    """Why the registered method is the one registered, in words (``distilled``: what
-    :func:`distilled` found says more)."""
+    """Why the registered method is the one registered, in words (``distilled`` says its own:
+    :func:`distilled`)."""
     if choice == "best":
         return "the lowest mean validation loss, registry.champion: best"
-    if choice == "distilled":
-        return "the ensemble of the lowest validation loss, registry.champion: distilled"
     return f"named in the config, registry.champion: {choice}"
 
 
@@ -195,14 +193,22 @@ def best_epoch_figures(run_id: str, tracking_uri: str) -> dict[str, float]:
     if not losses:
         return {}
     step = min(losses, key=lambda m: (m.value, m.step)).step
-    names = [k for k in client.get_run(run_id).data.metrics
-             if k.startswith("val/") and k.endswith("/macro_f1")]  # fmt: skip
     out = {}
-    for k in names:
-        at = [m.value for m in client.get_metric_history(run_id, k) if m.step == step]
+    for t in _val_macro_f1(client.get_run(run_id).data.metrics):
+        at = [
+            m.value
+            for m in client.get_metric_history(run_id, f"val/{t}/macro_f1")
+            if m.step == step
+        ]
         if at:
-            out[k.split("/")[1]] = float(at[-1])
+            out[t] = float(at[-1])
     return out
+
+
+def _val_macro_f1(metrics: dict[str, float]) -> dict[str, float]:
+    """``val/<task>/macro_f1`` of a run's metrics, by task."""
+    return {k.split("/")[1]: float(v) for k, v in metrics.items()
+            if k.startswith("val/") and k.endswith("/macro_f1")}  # fmt: skip
 
 
 def within_spread(
@@ -259,8 +265,7 @@ def distilled(
         exists=lambda o: run_exists(o["run_id"]), packages=FIT_PACKAGES,
     )  # fmt: skip
     client = MlflowClient(tracking_uri=tracking_uri)
-    ensemble_val = {k.split("/")[1]: float(v) for k, v in client.get_run(ensemble_run).data.metrics.items()
-                    if k.startswith("val/") and k.endswith("/macro_f1")}  # fmt: skip
+    ensemble_val = _val_macro_f1(client.get_run(ensemble_run).data.metrics)
     members = [best_epoch_figures(r["run_id"], tracking_uri) for r in fits[method]]
     student = best_epoch_figures(out["run_id"], tracking_uri)
     holds, short = within_spread(student, ensemble_val, members)
