@@ -324,8 +324,11 @@ def evaluate(
         "public table of which codes share an institution was at hand."
     )
     done = f"{len(results)} of {2 * folds} folds" if len(results) < 2 * folds else ""
+    # the day the last fold was fitted or scored, not the day a report_only call drew the page
+    measured = (dt.date.fromtimestamp(results_file.stat().st_mtime) if results_file.exists()
+                else dt.date.today())  # fmt: skip
     page = render(results, {"command": command, "grouping": grouping, "unfinished": done, "machine": f"{platform.node()} "
-                            f"({os.cpu_count()} CPUs)", "date": str(dt.date.today())})  # fmt: skip
+                            f"({os.cpu_count()} CPUs)", "date": str(measured)})  # fmt: skip
     (out / "institutions.md").write_text(page)
     if docs is not None:
         docs.parent.mkdir(parents=True, exist_ok=True)

@@ -110,3 +110,36 @@ def test_a_registrys_facility_column_names_the_institution(tmp_path: Path) -> No
                  tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")  # fmt: skip
     with pytest.raises(InputError, match="--fit_config"):
         evaluate([table], out=tmp_path / "out")
+
+
+def test_the_drift_table_counts_each_outcome_by_its_least_accurate_task() -> None:
+    """Broken below 95%, below the promise at 95-97%, kept at 97% or more: the page's confusion
+    table and its counts follow the folds' figures."""
+    from kinpath.pipelines.institutions_report import outcome, render
+
+    def fold(kind: str, site_accuracy: float, verdict: str) -> dict[str, object]:
+        return {"kind": kind, "reports": 100, "metrics": {},
+                "coding": {"site/coverage": 0.9, "site/accuracy": site_accuracy,
+                           "behavior/coverage": 0.1, "behavior/accuracy": 0.5},
+                "per_institution": {}, "drift": {"verdict": verdict, "alarms": []}}  # fmt: skip
+
+    results = {
+        "held-out-0": fold("held-out", 0.90, "stop"),
+        "held-out-1": fold("held-out", 0.96, "warn"),
+        "reference-0": fold("reference", 0.98, "ok"),
+        "reference-1": fold("reference", 0.99, "warn"),
+    }
+    # behavior coded 10 reports, under the 20 a task needs to count: site decides
+    assert [outcome(r) for r in results.values()] == [
+        "broken",
+        "below the promise",
+        "kept the promise",
+        "kept the promise",
+    ]
+    page = render(results, {"command": "c", "grouping": "", "machine": "m", "date": "d"})
+    assert "| broken | 0 | 0 | 1 |" in page
+    assert "| below the promise | 0 | 1 | 0 |" in page
+    assert "| kept the promise | 1 | 1 | 0 |" in page
+    assert "Broken folds flagged: 1 of 1. Folds that kept the promise flagged: 1 of 2. " in page
+    assert "Folds that were not broken flagged: 2 of 3" in page
+    assert "In-distribution (reference) folds flagged: 1 of 2." in page
