@@ -47,6 +47,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kinpath.phenotyping.precision import PRECISIONS, Precision
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -115,7 +117,7 @@ def make_bundle(reports: Path, folder: Path) -> None:
 
 def child(
     bundle: str, reports: str, out: str, pad_to: int | None, n: int | None, workers: int,
-    precision: str,
+    precision: Precision,
 ) -> None:  # fmt: skip
     from kinpath.phenotyping.bundle import load_bundle
     from kinpath.pipelines.batch import LoadedModel, predict
@@ -205,7 +207,7 @@ def profile(bundle: str, reports: str) -> None:
 
 def run(
     bundle: Path, reports: Path, out: Path, pad_to: int | None, n: int | None, workers: int = 0,
-    precision: str = "fp32",
+    precision: Precision = "fp32",
 ) -> dict:  # fmt: skip
     args = [sys.executable, __file__, "--child", str(bundle), str(reports), str(out)]
     args += ["--pad-to", str(pad_to or 0), "--n", str(n or 0), "--workers", str(workers)]
@@ -231,7 +233,7 @@ def trained_bundle(uri: str, folder: Path) -> bool:
     return True
 
 
-def accuracy(bundle: Path, precision: str) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def accuracy(bundle: Path, precision: Precision) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Macro-F1 of the heads' answers per task on each TCGA test split (labels as trained),
     and per split and task what the decoder makes of them (the code, or "" where it
     abstains; a backed-off code is marked)."""
@@ -271,7 +273,7 @@ def main() -> None:
     ap.add_argument("--child", nargs=3)
     ap.add_argument("--pad-to", type=int, default=0)
     ap.add_argument("--n", type=int, default=0)
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
     ap.add_argument(
         "--postgres", action="store_true", help="also score from a PostgreSQL NOTE table"
     )
@@ -282,7 +284,8 @@ def main() -> None:
                          "champion): its rate and macro-F1 beside --model's")  # fmt: skip
     a = ap.parse_args()
     if a.child:
-        child(*a.child, pad_to=a.pad_to or None, n=a.n or None, workers=a.workers,
+        bundle, reports, out = a.child
+        child(bundle, reports, out, pad_to=a.pad_to or None, n=a.n or None, workers=a.workers,
               precision=a.precision)  # fmt: skip
         return
     if a.child_pg:

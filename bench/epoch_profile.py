@@ -35,6 +35,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
@@ -63,9 +64,10 @@ class Clock(Callback):
         self._mark = 0.0
         self._forward_parts = 0.0
         self._training = False
+        self._started_at: dict[int, float] = {}
 
     def attach(self, module: LightningModule) -> None:
-        net = module.net  # type: ignore[attr-defined]
+        net: Any = module.net
         groups = {"embedding": [net.embedding], "convolutions": list(net.convs),
                   "heads": list(net.heads.values())}  # fmt: skip
         for part, modules in groups.items():
@@ -81,14 +83,13 @@ class Clock(Callback):
 
         module.on_validation_epoch_end = timed  # type: ignore[method-assign]
 
-    @staticmethod
-    def _started(m: torch.nn.Module, _inputs: object) -> None:
-        m._kinpath_t = time.perf_counter()  # type: ignore[assignment]
+    def _started(self, m: torch.nn.Module, _inputs: object) -> None:
+        self._started_at[id(m)] = time.perf_counter()
 
     def _post(self, part: str) -> Callable[[torch.nn.Module, object, object], None]:
         def hook(m: torch.nn.Module, _inputs: object, _out: object) -> None:
             if self._training:
-                spent = time.perf_counter() - m._kinpath_t  # type: ignore[operator]
+                spent = time.perf_counter() - self._started_at[id(m)]
                 self.seconds[part] += spent
                 self._forward_parts += spent
 
@@ -219,16 +220,16 @@ def render(clocks: dict[str, Clock], nodes: dict[str, Nodes], a: argparse.Namesp
         rows.append("| " + " | ".join(cells) + " |")
     cpu = "bf16 in hardware" if _bf16_cpu() else "no bf16 instructions (avx512_bf16, amx_bf16)"
     batches = ", ".join(f"{n} {c.batches}" for n, c in clocks.items())
-    n = next(iter(nodes.values()))
+    node = next(iter(nodes.values()))
     return (
         "# Epoch profile\n\n"
         f"One training epoch and its validation, `{a.config.relative_to(ROOT)}` with the "
-        f"kg-joint vectors, per heads (training batches: {batches}); torch "
+        f"{a.embeddings.name} vectors, per heads (training batches: {batches}); torch "
         f"{torch.__version__} on {torch.get_num_threads()} threads, {cpu}. Each part's "
         "seconds and share of the epoch; the last column is the first heads' time over the "
         "baseline's, part by part.\n\n" + "\n".join(rows) + "\n\n"
         "The backward pass by autograd node (the most costly of the first heads'), over "
-        f"training batches {n.skip}-{n.skip + n.n - 1} of a second short fit of the same "
+        f"training batches {node.skip}-{node.skip + node.n - 1} of a second short fit of the same "
         "model under `torch.profiler` (CPU time of each node, its kernels included; the "
         "profiler's own cost makes these slower than the table above):\n\n"
         + backward_table(nodes)
