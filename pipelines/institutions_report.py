@@ -135,9 +135,8 @@ def render(results: dict[str, Any], run: dict[str, Any]) -> str:
               "| outcome | ok | warn | stop |", "|---|---|---|---|"]  # fmt: skip
     table: dict[str, dict[str, int]] = {o: {} for o in OUTCOMES}
     for k in folds:
-        r = results[k]
-        v = r["drift"].get("verdict", "unknown")
-        table[outcome(r)][v] = table[outcome(r)].get(v, 0) + 1
+        v, counts = results[k]["drift"].get("verdict", "unknown"), table[outcome(results[k])]
+        counts[v] = counts.get(v, 0) + 1
     for o, counts in table.items():
         lines.append(f"| {o} | " + " | ".join(str(counts.get(v, 0)) for v in
                                                ("ok", "warn", "stop")) + " |")  # fmt: skip
