@@ -56,9 +56,9 @@ def outcome(r: dict[str, Any]) -> str:
     """What a fold's least accurate task did: *broken* below :data:`BROKEN`, *below the
     promise* from there to :data:`PROMISE`, else *kept the promise*."""
     w = worst(r)
-    if w is not None and w[1] < BROKEN:
-        return OUTCOMES[0]
-    return OUTCOMES[1] if w is not None and w[1] < PROMISE else OUTCOMES[2]
+    if w is None or w[1] >= PROMISE:
+        return OUTCOMES[2]
+    return OUTCOMES[0] if w[1] < BROKEN else OUTCOMES[1]
 
 
 def _flagged(table: dict[str, dict[str, int]], outcomes: tuple[str, ...]) -> str:
