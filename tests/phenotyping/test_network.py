@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch.nn.functional import normalize
 
 from kinpath.phenotyping.network import MTCNN
 
@@ -48,3 +49,39 @@ def test_int8_convolutions_agree_with_fp32(heads: str) -> None:
     for t in fp32:
         assert (fp32[t] - int8[t]).abs().max() < 0.02
         assert (fp32[t].argmax(1) == int8[t].argmax(1)).all()
+
+
+def test_label_knowledge_training_gives_the_max_cosines_value_and_gradients() -> None:
+    """Training differentiates only each class's best window: the logits and every weight's
+    gradient are those of the head's definition, the max over windows of the key-query
+    cosine (a passage repeated word for word, so tied windows, included)."""
+    torch.manual_seed(0)
+    net = MTCNN(60, {"histology": 30}, embedding_dim=16, filters=8,
+                label_vectors={"histology": torch.randn(30, 16)}, dropout=0.0)  # fmt: skip
+    net.heads["histology"].class_dropout = 0.0
+    tokens = torch.randint(2, 60, (4, 40))
+    tokens[0, 20:30] = tokens[0, 5:15]  # windows that tie
+    lengths = torch.tensor([40, 33, 9, 5])
+    for t, n in enumerate(lengths):
+        tokens[t, n:] = 0
+    head = net.heads["histology"]
+
+    def defined(enc):  # the evidence as the head's docstring states it
+        keys = normalize(head.key(enc.tokens) + head.context(enc.context), dim=-1)
+        queries = normalize(head.query(head.label_vectors), dim=-1)
+        cos = (keys @ queries.T).masked_fill(~enc.inside[:, :, None], float("-inf"))
+        return head.own(enc.z) + head.scale * cos.amax(dim=1)
+
+    grads = []
+    for logits_of in (lambda: net(tokens, lengths)["histology"],
+                      lambda: defined(net.encode(tokens, lengths))):  # fmt: skip
+        net.zero_grad()
+        logits = logits_of()
+        (logits * torch.linspace(-1, 1, logits.numel()).reshape(logits.shape)).sum().backward()
+        grads.append((logits.detach(), {n: p.grad.clone() for n, p in net.named_parameters()
+                                         if p.grad is not None}))  # fmt: skip
+    (fast, fast_grads), (slow, slow_grads) = grads
+    torch.testing.assert_close(fast, slow)
+    assert fast_grads.keys() == slow_grads.keys() and "heads.histology.key.weight" in fast_grads
+    for name in fast_grads:
+        torch.testing.assert_close(fast_grads[name], slow_grads[name], msg=name)
