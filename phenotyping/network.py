@@ -131,16 +131,16 @@ class LabelKnowledgeHead(KnowledgeHead):
         queries = F.normalize(self.query(self.label_vectors), dim=-1)  # [C, d]
         outside = torch.zeros(enc.inside.shape, device=keys.device, dtype=keys.dtype)
         outside = outside.masked_fill(~enc.inside, float("-inf"))
+        with torch.no_grad():  # [B, C, W]: each class's windows in a row, masked in place
+            scores = torch.matmul(queries, keys.transpose(1, 2)).add_(outside[:, None, :])
         if not (torch.is_grad_enabled() and (keys.requires_grad or queries.requires_grad)):
-            return (torch.matmul(keys, queries.T) + outside[:, :, None]).amax(dim=1)
-        # Training: the max's gradient reaches only each class's best window, so find those
-        # windows without autograd and differentiate their cosines alone. The [B, W, C]
-        # product is then neither kept for backward nor multiplied back through; that
-        # backward was 46% of a label-knowledge epoch's (docs/results/epoch-profile.md).
-        # The value is the same cosine; ties (a repeated passage) give their gradient to
-        # one window instead of sharing it, the same gradient for the weights.
-        with torch.no_grad():
-            best = (torch.matmul(keys, queries.T) + outside[:, :, None]).argmax(dim=1)  # [B, C]
+            return scores.amax(dim=-1)
+        # Training: the max's gradient reaches only each class's best window, so differentiate
+        # those windows' cosines alone: the [B, C, W] product is neither kept for backward nor
+        # multiplied back through (docs/results/epoch-profile.md). The value is the same cosine;
+        # tied windows (a repeated passage) give their gradient to one window instead of
+        # sharing it, the same gradient for the weights.
+        best = scores.argmax(dim=-1)  # [B, C]
         picked = keys.gather(1, best[:, :, None].expand(-1, -1, keys.shape[-1]))  # [B, C, d]
         return (picked * queries).sum(dim=-1)
 

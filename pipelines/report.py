@@ -116,7 +116,7 @@ def write_report(folder: Path, made: RunResults) -> dict[str, str]:
             ("text", "before: each task alone, abstaining below the lowest confidence that "
                      "reached 97% on validation; after: phenotyping.decode. Back-off is right when "
                      "the true code lies under the emitted NOS code. Accuracy is — where nothing "
-                     f"was coded. Registered: {champion_reason}."),
+                     f"was coded. Registered: {champion_reason}.{_teacher(model)}"),
             *((("text", not_coded),) if (not_coded := _never_coded(champion_fit["metrics"], tasks)) else ()),
         ]),
         ("Embeddings (held-out KG neighbour recall@10)", [
@@ -144,6 +144,16 @@ def write_report(folder: Path, made: RunResults) -> dict[str, str]:
         "html": str(folder / "results.html"),
         "run_id": run.info.run_id,
     }
+
+
+def _teacher(model: dict) -> str:
+    """The sentence naming the ensemble a distilled champion stands in for, if registered."""
+    if not model.get("teacher"):
+        return ""
+    t = model["teacher"]
+    return (f" The ensemble it was distilled from is registered too: {t['uri']} (version "
+            f"{t['version']}), for a side-by-side test (`bench/batch_throughput.py --model "
+            f"{t['uri']} --against {model['uri']}`).")  # fmt: skip
 
 
 def publish(report: Path, dest: Path, command: str) -> Path:

@@ -17,7 +17,9 @@ Stages, each writing a folder under ``work/`` with a ``stage.json``::
                   config with the lowest mean validation loss, its best seed; with
                   ``registry.ensemble``, the ensemble of the lowest validation loss; with
                   ``distilled``, the distilled network where its validation macro-F1 is
-                  within the ensemble's seed spread on every task, else the ensemble)
+                  within the ensemble's seed spread on every task, else the ensemble; a
+                  distilled champion's ensemble is registered one version below it, alias
+                  ``teacher``, for the reviewer and ``bench/batch_throughput.py --against``)
     predict/      kinpath predict over the test split with models:/NAME@ALIAS (the
                   split's texts pass through a transient file, removed once scored)
     report/       results.md and results.html with the plots, also logged to MLflow
@@ -86,6 +88,7 @@ from kinpath.pipelines.stages import (
 )  # fmt: skip
 
 log = logging.getLogger(__name__)
+TEACHER_ALIAS = "teacher"
 
 
 def run(
@@ -239,6 +242,7 @@ def run(
     champion, champion_fit = champion_of(registry.champion, fit, fits)
     seeds_of = {n: [r["seed"] for r in rs] for n, rs in fits.items()}
     reason = champion_reason(registry.champion)
+    teacher: str | None = None  # a distilled champion's ensemble, registered beside it
     if registry.ensemble:
         built = ensembles(st, registry, fits, (champion, champion_fit), tracking_uri)
         champion, champion_fit = built.champion, built.champion_fit
@@ -246,6 +250,8 @@ def run(
         seeds_of |= built.seeds
         if registry.champion == "distilled":
             student = distilled(st, built, fits, inputs, seed, tracking_uri)
+            if student.champion != built.champion:
+                teacher = built.champion_fit["run_id"]
             champion, champion_fit, reason = student.champion, student.champion_fit, student.reason
             results |= student.rows
             seeds_of |= student.seeds
@@ -267,9 +273,15 @@ def run(
     def registry_stage(folder: Path) -> dict:
         from kinpath.pipelines import registry as reg
 
+        made = {}
+        if teacher is not None:  # the ensemble the champion stands in for, one version below it
+            t = reg.register(teacher, registry.model_name, tracking_uri)
+            reg.promote(registry.model_name, t.version, TEACHER_ALIAS, tracking_uri)
+            made["teacher"] = {"version": t.version, "bundle_sha256": t.bundle_sha256,
+                               "uri": f"models:/{registry.model_name}@{TEACHER_ALIAS}"}  # fmt: skip
         r = reg.register(champion_fit["run_id"], registry.model_name, tracking_uri)
         reg.promote(registry.model_name, r.version, registry.alias, tracking_uri)
-        return {
+        return made | {
             "name": r.name,
             "version": r.version,
             "uri": f"models:/{registry.model_name}@{registry.alias}",
@@ -277,7 +289,7 @@ def run(
         }
 
     model = st.run("registry", asdict(registry) | {"tracking": tracking_uri,
-                   "run": champion_fit["run_id"]}, ["data"], registry_stage,
+                   "run": champion_fit["run_id"], "teacher": teacher}, ["data"], registry_stage,
                    exists=lambda out: version_exists(out["name"], out["version"]))  # fmt: skip
 
     def predict_stage(folder: Path) -> dict:
@@ -320,6 +332,8 @@ def run(
     print(TABLE_LEGEND)
     print(f"registered as {model['uri']}: {champion} ({reason}); "
           f"bundle sha256 {model.get('bundle_sha256') or 'not recorded'}")  # fmt: skip
+    if model.get("teacher"):
+        print(f"its ensemble: {model['teacher']['uri']} (version {model['teacher']['version']})")
     print(f"stages: {json.dumps(st.timings)}; total {time.perf_counter() - t0:.0f}s")
     print(f"report: {rep['markdown']} and {rep['html']}")
     if docs is not None:

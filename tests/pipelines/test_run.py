@@ -214,10 +214,17 @@ def test_end_to_end_then_cached(
     md = (tmp_path / "work/report/results.md").read_text()
     assert "| mtcnn random / plain distilled |" in md
     nets = len(mlflow.pyfunc.load_model(ninth["model"]["uri"]).unwrap_python_model().bundle.nets)
+    aliases = client.get_registered_model(ninth["model"]["name"]).aliases
     if "distilled into one network" in md:
         assert nets == 1 and "registry.champion: distilled" in md
+        # the ensemble it stands in for is registered beside it, for the side-by-side bench
+        teacher = ninth["model"]["teacher"]
+        assert aliases["teacher"] == teacher["version"] == str(int(ninth["model"]["version"]) - 1)
+        assert teacher["bundle_sha256"] == eighth["model"]["bundle_sha256"]
+        assert "models:/kinpath-demo@teacher (version" in md
     else:
         assert nets == 2 and "the distilled network stayed below" in md
+        assert "teacher" not in ninth["model"] and "teacher" not in aliases
 
 
 def test_a_distilled_champion_is_kept_within_the_seed_spread() -> None:
