@@ -271,22 +271,8 @@ def run(
                   packages=FIT_PACKAGES)  # fmt: skip
 
     def registry_stage(folder: Path) -> dict:
-        from kinpath.pipelines import registry as reg
-
-        made = {}
-        if teacher is not None:  # the ensemble the champion stands in for, one version below it
-            t = reg.register(teacher, registry.model_name, tracking_uri)
-            reg.promote(registry.model_name, t.version, TEACHER_ALIAS, tracking_uri)
-            made["teacher"] = {"version": t.version, "bundle_sha256": t.bundle_sha256,
-                               "uri": f"models:/{registry.model_name}@{TEACHER_ALIAS}"}  # fmt: skip
-        r = reg.register(champion_fit["run_id"], registry.model_name, tracking_uri)
-        reg.promote(registry.model_name, r.version, registry.alias, tracking_uri)
-        return made | {
-            "name": r.name,
-            "version": r.version,
-            "uri": f"models:/{registry.model_name}@{registry.alias}",
-            "bundle_sha256": r.bundle_sha256,
-        }
+        return register_champion(champion_fit["run_id"], registry.model_name, registry.alias,
+                                 tracking_uri, teacher)  # fmt: skip
 
     model = st.run("registry", asdict(registry) | {"tracking": tracking_uri,
                    "run": champion_fit["run_id"], "teacher": teacher}, ["data"], registry_stage,
@@ -344,6 +330,26 @@ def run(
         print(f"docs: {publish(Path(rep['markdown']), docs, command)}")
     print(f"MLflow: mlflow ui --backend-store-uri {redact(tracking_uri)}   (model {model['uri']})")
     return {"report": rep, "model": model, "timings": st.timings}
+
+
+def register_champion(
+    run_id: str, name: str, alias: str, tracking_uri: str, teacher: str | None = None
+) -> dict:
+    """Register run ``run_id`` as a new version of ``name`` with ``alias``; ``teacher``: the
+    run of the ensemble a distilled champion stands in for, registered first (one version
+    below it) with the alias ``teacher``, for the reviewer and ``batch_throughput --against``."""
+    from kinpath.pipelines import registry as reg
+
+    made = {}
+    if teacher is not None:
+        t = reg.register(teacher, name, tracking_uri)
+        reg.promote(name, t.version, TEACHER_ALIAS, tracking_uri)
+        made["teacher"] = {"version": t.version, "bundle_sha256": t.bundle_sha256,
+                           "uri": f"models:/{name}@{TEACHER_ALIAS}"}  # fmt: skip
+    r = reg.register(run_id, name, tracking_uri)
+    reg.promote(name, r.version, alias, tracking_uri)
+    return made | {"name": r.name, "version": r.version, "uri": f"models:/{name}@{alias}",
+                   "bundle_sha256": r.bundle_sha256}  # fmt: skip
 
 
 def _deterministic(

@@ -19,11 +19,13 @@ from kinpath.embeddings.word2vec import Word2VecConfig
 from kinpath.kg.graph import folder_sha256
 from kinpath.phenotyping.store import tracking_uri
 from kinpath.pipelines.fits import within_spread
+from kinpath.pipelines.report import _teacher
 from kinpath.pipelines.run import (
     DataConfig,
     EmbeddingConfig,
     FitConfig,
     RegistryConfig,
+    register_champion,
     run,
 )
 from kinpath.pipelines.synthetic import synthetic_reports
@@ -217,14 +219,26 @@ def test_end_to_end_then_cached(
     aliases = client.get_registered_model(ninth["model"]["name"]).aliases
     if "distilled into one network" in md:
         assert nets == 1 and "registry.champion: distilled" in md
-        # the ensemble it stands in for is registered beside it, for the side-by-side bench
-        teacher = ninth["model"]["teacher"]
-        assert aliases["teacher"] == teacher["version"] == str(int(ninth["model"]["version"]) - 1)
-        assert teacher["bundle_sha256"] == eighth["model"]["bundle_sha256"]
+        assert aliases["teacher"] == ninth["model"]["teacher"]["version"]
         assert "models:/kinpath-demo@teacher (version" in md
     else:
         assert nets == 2 and "the distilled network stayed below" in md
         assert "teacher" not in ninth["model"] and "teacher" not in aliases
+    # whichever way the rule went here: a distilled champion's registry entry, the ensemble
+    # it stands in for one version below it
+    ensemble = json.loads((tmp_path / "work/ensemble-random-plain/stage.json").read_text())
+    both = register_champion(student["run_id"], "kinpath-distilled", "champion",
+                             mlflow.get_tracking_uri(), teacher=ensemble["output"]["run_id"])  # fmt: skip
+    assert (both["version"], both["teacher"]["version"]) == ("2", "1")
+    assert client.get_registered_model("kinpath-distilled").aliases == {
+        "teacher": "1",
+        "champion": "2",
+    }
+    assert both["teacher"]["bundle_sha256"] == eighth["model"]["bundle_sha256"]
+    assert (
+        len(mlflow.pyfunc.load_model(both["teacher"]["uri"]).unwrap_python_model().bundle.nets) == 2
+    )
+    assert "models:/kinpath-distilled@teacher (version 1)" in _teacher(both)
 
 
 def test_a_distilled_champion_is_kept_within_the_seed_spread() -> None:
