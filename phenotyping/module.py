@@ -27,7 +27,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -115,6 +115,8 @@ class MTCNNModule(pl.LightningModule):
         embedding_lr: float | None = None,
         betas: tuple[float, float] = (0.9, 0.99),
         weight_decay: float = 0.0,
+        lr_schedule: Literal["constant", "one-cycle"] = "constant",
+        warmup_fraction: float = 0.3,
         target_accuracy: float = 0.97,
         task_targets: dict[str, float] | None = None,
         class_weights: dict[str, list[float]] | None = None,
@@ -144,6 +146,11 @@ class MTCNNModule(pl.LightningModule):
             embedding_lr: Learning rate of the word-vector table (None: ``lr``).
             betas: Adam betas.
             weight_decay: Adam weight decay.
+            lr_schedule: "constant" (``lr`` throughout) or "one-cycle": each learning rate
+                rises from 1/25 of its value to it over the first ``warmup_fraction`` of the
+                fit's steps, then falls along a cosine to near zero at the last step of
+                ``trainer.max_epochs``; set max_epochs to the epochs the fit should take.
+            warmup_fraction: The share of a one-cycle fit's steps spent rising.
             target_accuracy: Accuracy the abstention thresholds must reach.
             task_targets: Per-task targets overriding target_accuracy.
             class_weights: Per-task class weights of the training loss (linked from the data
@@ -177,6 +184,10 @@ class MTCNNModule(pl.LightningModule):
             raise ValueError(f"init must be 'pretrained' or 'random', not {init!r}")
         if heads not in HEADS:
             raise ValueError(f"heads must be one of {HEADS}, not {heads!r}")
+        if lr_schedule not in ("constant", "one-cycle"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'one-cycle', not {lr_schedule!r}")
+        if not 0.0 < warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must lie between 0 and 1, not {warmup_fraction}")
         self.save_hyperparameters(ignore=["init_vectors", "coding_rules", "label_terms"])
         num_classes = num_classes or {}
         self.tasks = list(num_classes)
@@ -430,13 +441,28 @@ class MTCNNModule(pl.LightningModule):
         d = checkpoint.get("decoder")
         self.decoder = Decoder.from_dict(d) if d else None
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         hp = self.hparams
         table = self.net.embedding.weight
         rest = [p for p in self.parameters() if p.requires_grad and p is not table]
-        groups: list[dict] = [{"params": rest}]
+        groups: list[dict] = [{"params": rest, "lr": hp["lr"]}]
         if table.requires_grad:
             groups.append({"params": [table], "lr": hp.get("embedding_lr") or hp["lr"]})
-        return torch.optim.Adam(
+        opt = torch.optim.Adam(
             groups, lr=hp["lr"], betas=tuple(hp["betas"]), weight_decay=hp["weight_decay"]
         )
+        if hp.get("lr_schedule", "constant") == "constant":
+            return opt
+        steps = int(self.trainer.estimated_stepping_batches)
+        log.info("one-cycle learning rates over %d steps, rising for the first %.0f%%",
+                 steps, 100 * hp["warmup_fraction"])  # fmt: skip
+        # Adam's betas stay as configured: cycling beta1 ("momentum") is an SGD habit
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=[g["lr"] for g in groups],
+            total_steps=steps,
+            pct_start=hp["warmup_fraction"],
+            anneal_strategy="cos",
+            cycle_momentum=False,
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 import torch
 
 from kinpath.phenotyping.module import MTCNNModule, masked_multitask_loss
@@ -71,3 +73,40 @@ def test_the_word_vectors_can_learn_slower_than_the_rest() -> None:
     assert {g["lr"] for g in groups} == {1e-3, 1e-4}
     n = sum(len(g["params"]) for g in groups)
     assert n == sum(1 for p in m.parameters() if p.requires_grad)  # every weight, once
+
+
+def test_one_cycle_rises_to_each_groups_rate_then_falls_to_near_zero_by_the_last_epoch() -> None:
+    import pytorch_lightning as pl
+
+    torch.manual_seed(0)
+    rows = [{"tokens": torch.randint(2, 30, (4, 10)), "lengths": torch.full((4,), 10),
+             "labels": torch.randint(0, 3, (4, 1)), "index": torch.arange(4)} for _ in range(5)]  # fmt: skip
+    m = MTCNNModule(vocab_size=30, num_classes={"site": 3}, embedding_dim=8, filters=4,
+                    lr=1e-2, embedding_lr=1e-3, lr_schedule="one-cycle", warmup_fraction=0.25)  # fmt: skip
+    seen: list[tuple[float, float]] = []
+
+    class Rates(pl.Callback):
+        def on_train_batch_start(self, trainer, *_):  # type: ignore[no-untyped-def]
+            seen.append(tuple(g["lr"] for g in trainer.optimizers[0].param_groups))  # type: ignore[arg-type]
+
+    trainer = pl.Trainer(max_epochs=4, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[Rates()])  # fmt: skip
+    trainer.fit(m, train_dataloaders=torch.utils.data.DataLoader(rows, batch_size=None))  # type: ignore[arg-type]
+    assert len(seen) == 20  # 4 epochs of 5 steps
+    rest, table = zip(*seen, strict=True)
+    peak = max(range(20), key=lambda i: rest[i])
+    assert 4 <= peak <= 5  # a quarter of the steps rising
+    assert rest[peak] == 1e-2 and table[peak] == 1e-3  # each group peaks at its own rate
+    assert rest[0] < 1e-2 / 20 and rest[-1] < 1e-2 / 50  # from a 25th, down to near zero
+    assert all(a <= b for a, b in pairwise(rest[: peak + 1]))
+    assert all(a >= b for a, b in pairwise(rest[peak:]))
+    assert all(abs(r / t - 10) < 1e-6 for r, t in zip(rest, table, strict=True))
+
+
+def test_a_constant_rate_is_the_default_and_an_unknown_schedule_is_refused() -> None:
+    import pytest
+
+    m = MTCNNModule(vocab_size=30, num_classes={"site": 3}, embedding_dim=8, filters=4)
+    assert isinstance(m.configure_optimizers(), torch.optim.Adam)
+    with pytest.raises(ValueError, match="lr_schedule must be"):
+        MTCNNModule(vocab_size=30, num_classes={"site": 3}, lr_schedule="cosine")  # type: ignore[arg-type]
