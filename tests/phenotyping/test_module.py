@@ -86,8 +86,9 @@ def test_one_cycle_rises_to_each_groups_rate_then_falls_to_near_zero_by_the_last
     seen: list[tuple[float, float]] = []
 
     class Rates(pl.Callback):
-        def on_train_batch_start(self, trainer, *_):  # type: ignore[no-untyped-def]
-            seen.append(tuple(g["lr"] for g in trainer.optimizers[0].param_groups))  # type: ignore[arg-type]
+        def on_train_batch_start(self, trainer, *_):
+            rest, table = (g["lr"] for g in trainer.optimizers[0].param_groups)
+            seen.append((rest, table))
 
     trainer = pl.Trainer(max_epochs=4, limit_val_batches=0, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[Rates()])  # fmt: skip
