@@ -5,7 +5,7 @@ Tables: a row per method (initialization × heads, mean ± spread over seeds)
 and the TF-IDF baseline, per test split and pooled: micro-/macro-F1 and the
 share auto-coded per task, and macro-F1 over the rare codes; the
 champion's auto-coding before and after decoding; the embeddings' held-out
-recall; the batch job's summary. Plots: macro-F1 by initialization (bars), the
+recall; the batch job's summary; each stage's time. Plots: macro-F1 by initialization (bars), the
 champion's accuracy–coverage curves, the site/histology neighbourhoods before
 and after infusion. The page and its plots are also logged to MLflow as a run
 of their own (``pipeline-report``). Counts and metrics only: no report text.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,20 @@ class RunResults:
     tracking_uri: str
     seeds: dict[str, list[int]]  # which seeds each method was fitted with
     champion_reason: str = ""  # why the champion is the registered method
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # each stage, as made
+
+
+def stage_table(seconds: dict[str, float]) -> str:
+    """Each stage's time as its stage.json recorded it when it was made, in run order, and
+    the total: a stage cached from an earlier run keeps that run's time."""
+    rows = ["| stage | time |", "|---|---|"]
+    rows += [f"| {name} | {duration(s)} |" for name, s in seconds.items()]
+    rows.append(f"| **total** | {duration(sum(seconds.values()))} |")
+    return "\n".join(rows)
+
+
+def duration(s: float) -> str:
+    return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:02.0f} s"
 
 
 def write_report(folder: Path, made: RunResults) -> dict[str, str]:
@@ -126,6 +140,12 @@ def write_report(folder: Path, made: RunResults) -> dict[str, str]:
         (f"Batch prediction with {model['uri']} (version {model['version']}, {champion})", [
             ("code", json.dumps(summary, indent=2)),
         ]),
+        *((("Stage times", [
+            ("table", stage_table(made.stage_seconds)),
+            ("text", "Each stage's time when it was made, from its stage.json; a stage this run "
+                     "took from the cache keeps the time of the run that made it. The report's "
+                     "own stage is not counted."),
+        ]),) if made.stage_seconds else ()),
         ("Plots", [("image", p.name) for p in plots]),
     ]  # fmt: skip
     (folder / "results.md").write_text(render_markdown("kinpath results", sections))

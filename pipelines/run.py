@@ -303,7 +303,8 @@ def run(
         from kinpath.pipelines.report import RunResults, write_report
 
         made = RunResults(results | {"tfidf-logreg": base["metrics"]}, spreads, emb, pred, model,
-                          champion, champion_fit, tracking_uri, seeds_of, reason)  # fmt: skip
+                          champion, champion_fit, tracking_uri, seeds_of, reason,
+                          st.seconds())  # fmt: skip
         return write_report(folder, made)
 
     fit_stages = [n for n in st.keys if n.startswith(("fit-", "ensemble", "distill-"))]

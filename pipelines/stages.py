@@ -84,6 +84,14 @@ class Stages:
         log.info("stage %-12s done in %.1fs", name, seconds)
         return output
 
+    def seconds(self) -> dict[str, float]:
+        """The seconds each stage run so far took when it was made (its stage.json), in
+        order: a cached stage's are those of the run that made it."""
+        return {
+            name: json.loads((self.work / name / "stage.json").read_text())["seconds"]
+            for name in self.keys
+        }
+
 
 def source_checksum(packages: tuple[str, ...] = PACKAGES) -> str:
     """A checksum of these kinpath packages' code and package data, and of

@@ -19,7 +19,7 @@ from kinpath.embeddings.word2vec import Word2VecConfig
 from kinpath.kg.graph import folder_sha256
 from kinpath.phenotyping.store import tracking_uri
 from kinpath.pipelines.fits import within_spread
-from kinpath.pipelines.report import _teacher
+from kinpath.pipelines.report import _teacher, duration
 from kinpath.pipelines.run import (
     DataConfig,
     EmbeddingConfig,
@@ -70,6 +70,14 @@ def test_end_to_end_then_cached(
     assert out.count("| method |") == 1  # one results table, not one per fit as well
     assert "micro-F1 / macro-F1 / share auto-coded" in out  # the table's legend
     assert "rare codes" in md  # macro-F1 over the codes with fewer than 10 training reports
+    # each stage's time, as its stage.json recorded it, in run order; the report's own is not
+    section = md.split("## Stage times", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| ([\w-]+) \| (.+) \|$", section, flags=re.M)
+    assert [name for name, _ in listed][1:] == STAGES[:-1]  # after the header row
+    seconds = {s: json.loads((tmp_path / "work" / s / "stage.json").read_text())["seconds"]
+               for s in STAGES[:-1]}  # fmt: skip
+    assert dict(listed[1:]) == {s: duration(v) for s, v in seconds.items()}
+    assert f"| **total** | {duration(sum(seconds.values()))} |" in section
     # the registered model is the one the table recommends: the lowest validation loss
     fits = {s: json.loads((tmp_path / "work" / s / "stage.json").read_text())["output"]
             for s in STAGES if s.startswith("fit-")}  # fmt: skip
