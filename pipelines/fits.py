@@ -154,7 +154,7 @@ def fit_stage(
             "model.init": "random" if init == "random" else "pretrained", "model.heads": heads,
             "trainer.logger.init_args.run_name": run_name or f"mtcnn-{init}-{heads}-s{seed}",
             "trainer.enable_model_summary": False, "checkpoint.dirpath": str(folder / "checkpoints"),
-        } | ({"data.valid_combinations": valid} if valid else {}) | fit.overrides | (extra or {})  # fmt: skip
+        } | ({"data.valid_combinations": valid} if valid else {}) | fit.overrides_for(heads) | (extra or {})  # fmt: skip
         args = {"fit": nested(options) | ({"config": [fit.config]} if fit.config else {})}
         c = cli(args, quiet=True)
         metrics = {
@@ -260,7 +260,7 @@ def distilled(
     out = st.run(
         name,
         {"teacher": ensemble_run, "init": init, "heads": heads, "seed": seed,
-         "config": x.fit.config, "overrides": x.fit.overrides, "tracking": tracking_uri},
+         "config": x.fit.config, "overrides": x.fit.overrides_for(heads), "tracking": tracking_uri},
         ["data", "graph", "embeddings", ensemble_stage(fits[method])], stage,
         exists=lambda o: run_exists(o["run_id"]), packages=FIT_PACKAGES,
     )  # fmt: skip

@@ -133,6 +133,10 @@ def run(
         if named_method(m, fit) not in methods_fitted or "/" not in m:
             raise InputError(f"fit.more_seeds: {m!r} is not '<init> / <heads>' of a fitted "
                              f"method ({', '.join(methods_fitted)})")  # fmt: skip
+    for h in fit.heads_overrides:
+        if h not in fit.heads:
+            raise InputError(f"fit.heads_overrides: {h!r} is none of the fitted heads "
+                             f"({', '.join(fit.heads)})")  # fmt: skip
     if (
         registry.champion not in ("best", "distilled")
         and named_method(registry.champion, fit) not in methods_fitted
@@ -227,7 +231,8 @@ def run(
                 out = st.run(
                     stage_name,
                     {"init": init, "heads": heads, "seed": s, "config": fit.config,
-                     "overrides": fit.overrides, "tracking": tracking_uri, "config_sha": config_sha},
+                     "overrides": fit.overrides_for(heads), "tracking": tracking_uri,
+                     "config_sha": config_sha},
                     ["data", "graph", "embeddings"],
                     fit_stage(init, heads, s, inputs),
                     exists=lambda out: run_exists(out["run_id"]), packages=FIT_PACKAGES,
@@ -362,11 +367,17 @@ def _deterministic(
         log.warning("reproducible: word2vec and kg-joint train on one thread "
                     "(embeddings.word2vec.workers was %d)", embeddings.word2vec.workers)  # fmt: skip
         embeddings = replace(embeddings, word2vec=replace(embeddings.word2vec, workers=1))
-    given = fit.overrides.get("trainer.deterministic", "warn")
-    if given != "warn":
-        log.warning("reproducible: the fits run with trainer.deterministic: warn (fit.overrides "
-                    "gave %r)", given)  # fmt: skip
-    return embeddings, replace(fit, overrides=fit.overrides | {"trainer.deterministic": "warn"})
+    det = {"trainer.deterministic": "warn"}
+    for where, given in [("fit.overrides", fit.overrides),
+                         *((f"fit.heads_overrides.{h}", o) for h, o in fit.heads_overrides.items())]:  # fmt: skip
+        if given.get("trainer.deterministic", "warn") != "warn":
+            log.warning("reproducible: the fits run with trainer.deterministic: warn (%s gave %r)",
+                        where, given["trainer.deterministic"])  # fmt: skip
+    return embeddings, replace(
+        fit,
+        overrides=fit.overrides | det,
+        heads_overrides={h: o | det for h, o in fit.heads_overrides.items()},
+    )
 
 
 def demo(work: Path = Path("runs/demo"), tracking_uri: str | None = None) -> None:

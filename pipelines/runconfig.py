@@ -53,6 +53,13 @@ class FitConfig:
     # extra seeds for some methods only ("<init> / <heads>": [seeds]), for the comparisons
     # that need a spread without paying for every method's
     more_seeds: dict[str, list[int]] = field(default_factory=dict)
+    # `lightning fit` options for the fits of one kind of heads, over `overrides` (heads that
+    # learn at another pace: {plain: {trainer.max_epochs: 6}})
+    heads_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def overrides_for(self, heads: str) -> dict[str, Any]:
+        """The options a fit with these heads runs with: ``overrides``, then its heads'."""
+        return self.overrides | self.heads_overrides.get(heads, {})
 
 
 @dataclass(frozen=True)

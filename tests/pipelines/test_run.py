@@ -166,10 +166,15 @@ def test_end_to_end_then_cached(
     assert mlflow.pyfunc.load_model(fourth["model"]["uri"])  # the model exists in this store
 
     # fit.inits decides which vectors are trained (retrofit failed with a KeyError); both
-    # heads, and the label-knowledge one registered
-    kw |= {"fit": FitConfig(inits=["random", "retrofit"], heads=["plain", "label-knowledge"], overrides=TINY),
+    # heads, the label-knowledge ones with options of their own, and one of them registered
+    kw |= {"fit": FitConfig(inits=["random", "retrofit"], heads=["plain", "label-knowledge"], overrides=TINY,
+                            heads_overrides={"label-knowledge": {"trainer.max_epochs": 2}}),
            "registry": RegistryConfig(champion="retrofit / label-knowledge")}  # fmt: skip
     fifth = run(**kw)  # type: ignore[arg-type]
+    epochs = {s: json.loads((tmp_path / "work" / s / "stage.json").read_text())["output"]["epochs"]
+              for s in fifth["timings"] if s.startswith("fit-")}  # fmt: skip
+    assert epochs == {"fit-random-plain-42": 1, "fit-retrofit-plain-42": 1,
+                      "fit-random-label-knowledge-42": 2, "fit-retrofit-label-knowledge-42": 2}  # fmt: skip
     meta = mlflow.pyfunc.load_model(fifth["model"]["uri"]).metadata.metadata
     assert meta["kinpath"]["embedding_method"] == "retrofit"
     md = (tmp_path / "work/report/results.md").read_text()
@@ -265,6 +270,18 @@ def test_a_distilled_champion_needs_the_ensemble(tmp_path: Path) -> None:
             registry=RegistryConfig(champion="distilled"))  # fmt: skip
     assert not (tmp_path / "work").exists()  # refused before any work, the store untouched
     assert os.environ.get("MLFLOW_TRACKING_URI") == store
+
+
+def test_options_for_heads_that_are_not_fitted_are_refused(tmp_path: Path) -> None:
+    # a misspelt heads name would otherwise leave those fits on the shared options, silently
+    fit = FitConfig(heads=["plain"], heads_overrides={"label_knowledge": {"trainer.max_epochs": 2}})
+    with pytest.raises(
+        InputError,
+        match=r"fit\.heads_overrides: 'label_knowledge' is none of the fitted heads \(plain\)",
+    ):
+        run(work=tmp_path / "work", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", fit=fit)
+    assert not (tmp_path / "work").exists()
+    assert fit.overrides_for("plain") == fit.overrides
 
 
 def test_the_environment_and_the_project_decide_the_store(
