@@ -6,12 +6,14 @@ after the other, on the same vectors, graph and seed:
 * constant: lr 0.001 until early stopping (patience from the config), at most 30 epochs,
   the TCGA config before one-cycle;
 * one-cycle: ``model.lr_schedule: one-cycle`` with a peak of 0.002 over 4 epochs (and, for
-  the label-knowledge heads, a peak of 0.001 over 4 epochs: the same top rate as constant).
+  the label-knowledge heads, a peak of 0.001 over 4 epochs: the same top rate as constant;
+  for the plain heads, also a peak of 0.002 over 6 epochs).
 
 Each fit is an MLflow run in ``--store`` named after its variant and seed; a variant whose
 finished run is already there is read, not fitted again, so the fits can be made in one
 sitting and the page in another. Prints, per fit, the epochs it ran, its wall time (MLflow
-run start to end: data, fit, and the test of the best checkpoint) and the validation loss
+run start to end: data, fit, and the test of the best checkpoint), its median epoch time
+(validation to validation: a shared machine shows there) and the validation loss
 and macro-F1 per task at its best epoch (lowest validation loss, the checkpoint a fit
 keeps), and draws the validation loss per epoch. ``--docs PAGE`` writes the page with the
 command, date, machine and commit. Only validation figures are shown: the schedule is tuned
@@ -26,6 +28,7 @@ needs the TCGA tables (``../shared/data``) and a run's graph and kg-joint vector
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shlex
 import subprocess
@@ -42,6 +45,7 @@ VARIANTS = (
     ("oc-lk-{seed}-1e3", "label-knowledge", "one-cycle", 0.001, 4),
     ("pl-{seed}-const", "plain", "constant", 0.001, 30),
     ("oc-pl-{seed}-2e3", "plain", "one-cycle", 0.002, 4),
+    ("oc-pl-{seed}-2e3-6", "plain", "one-cycle", 0.002, 6),
 )
 
 
@@ -69,27 +73,33 @@ def read(client: Any, name: str) -> dict[str, Any] | None:
         return None
     r = max(runs, key=lambda r: r.info.start_time)
     rid = r.info.run_id
-    loss = [
-        m.value for m in sorted(client.get_metric_history(rid, "val/loss"), key=lambda m: m.step)
-    ]
+    history = sorted(client.get_metric_history(rid, "val/loss"), key=lambda m: m.step)
+    loss = [m.value for m in history]
+    # an epoch's time: from the previous validation (the run's start for the first) to its own
+    ends = [r.info.start_time, *(m.timestamp for m in history)]
+    epoch_s = sorted((b - a) / 1000 for a, b in itertools.pairwise(ends))
     best = min(range(len(loss)), key=loss.__getitem__)
     f1 = {}
     for t in TASKS:
         hist = sorted(client.get_metric_history(rid, f"val/{t}/macro_f1"), key=lambda m: m.step)
         f1[t] = hist[best].value if len(hist) > best else float("nan")
     return {"loss": loss, "best": best, "f1": f1,
-            "minutes": (r.info.end_time - r.info.start_time) / 60000}  # fmt: skip
+            "minutes": (r.info.end_time - r.info.start_time) / 60000,
+            "epoch_s": epoch_s[len(epoch_s) // 2]}  # fmt: skip
 
 
 def render(got: dict[str, dict[str, Any]], a: Any, plot: Path | None) -> str:
-    head = ["fit", "schedule", "epochs run", "best epoch", "wall time", "val loss", *TASKS]
+    head = ["fit", "schedule", "epochs run", "best epoch", "wall time", "median epoch",
+            "val loss", *TASKS]  # fmt: skip
     lines = [
         "# Constant learning rate or one-cycle",
         "",
         f"`{Path(a.config).name}` on the TCGA tables, seed {a.seed}, the vectors "
-        f"`{a.embeddings}` and graph `{a.graph}`; each fit alone on this machine, one after "
-        "the other. Wall time is the MLflow run's, start to end (reading the data, the fit, "
-        "and the test of the best checkpoint). Validation loss and macro-F1 per task are "
+        f"`{a.embeddings}` and graph `{a.graph}`; the fits one after the other on this "
+        "machine. Wall time is the MLflow run's, start to end (reading the data, the fit, "
+        "and the test of the best checkpoint); an epoch's time runs from one validation to the "
+        "next (from the run's start for the first), and its median shows whether the machine "
+        "was shared while a fit ran. Validation loss and macro-F1 per task are "
         "those of the best epoch (lowest validation loss), the checkpoint the fit keeps.",
         "",
         "| " + " | ".join(head) + " |",
@@ -103,7 +113,7 @@ def render(got: dict[str, dict[str, Any]], a: Any, plot: Path | None) -> str:
         sched = f"constant {lr:g}, early stopping" if schedule == "constant" else (
             f"one-cycle, peak {lr:g}, {epochs} epochs")  # fmt: skip
         cells = [f"{heads} ({key})", sched, str(len(g["loss"])), str(g["best"] + 1),
-                 f"{g['minutes']:.1f} min", f"{g['loss'][g['best']]:.3f}",
+                 f"{g['minutes']:.1f} min", f"{g['epoch_s']:.0f} s", f"{g['loss'][g['best']]:.3f}",
                  *(f"{g['f1'][t]:.3f}" for t in TASKS)]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     if plot is not None:
