@@ -54,7 +54,7 @@ class FitConfig:
     # that need a spread without paying for every method's
     more_seeds: dict[str, list[int]] = field(default_factory=dict)
     # `lightning fit` options for the fits of one kind of heads, over `overrides` (heads that
-    # learn at another pace: {plain: {trainer.max_epochs: 6}})
+    # learn at another pace: {label-knowledge: {trainer.max_epochs: 4}})
     heads_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def overrides_for(self, heads: str) -> dict[str, Any]:
