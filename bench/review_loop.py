@@ -62,9 +62,10 @@ def fit(tables: list[Path], seed: int, args: argparse.Namespace, log_to: Path) -
         "--data.data", json.dumps([str(t) for t in tables]),
         "--data.embeddings", str(args.embeddings), "--data.graph", str(args.graph),
         "--data.valid_combinations", str(SHARED / "registry" / "seer-site-histology-valid.csv"),
-        "--seed_everything", str(seed), "--trainer.max_epochs", str(args.max_epochs),
-        "--trainer.enable_progress_bar", "false",
+        "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false",
     ]  # fmt: skip
+    if args.max_epochs is not None:  # else the config's: the length of its one-cycle schedule
+        cmd += ["--trainer.max_epochs", str(args.max_epochs)]
     env = os.environ | {"MLFLOW_TRACKING_URI": args.store}
     start = time.time()
     with open(log_to, "w") as out:
@@ -124,7 +125,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--n", type=int, nargs="+", default=[200, 500])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    ap.add_argument("--max-epochs", type=int, default=10)
+    ap.add_argument("--max-epochs", type=int, default=None,
+                    help="each fit's epochs (default: the config's)")  # fmt: skip
     ap.add_argument("--docs", type=Path, default=None)
     args = ap.parse_args()
     if not SHARED.exists():
@@ -243,7 +245,8 @@ def render(results: dict, args: argparse.Namespace) -> str:
         f"Measured {dt.date.today()} on {platform.node()} ({os.cpu_count()} CPUs) with",
         "`python bench/review_loop.py --embeddings <word2vec vectors> --graph <NCI graph> "
         f"--out <folder> --n {' '.join(map(str, args.n))} --seeds {' '.join(map(str, args.seeds))} "
-        f"--max-epochs {args.max_epochs}`: `configs/mtcnn-tcga.yaml` (plain heads, word2vec "
+        + (f"--max-epochs {args.max_epochs}" if args.max_epochs is not None else "")
+        + "`: `configs/mtcnn-tcga.yaml` (plain heads, word2vec "
         "vectors), trained on `tcga-reports` and half of `tcga-ocr`'s train patients; N reviewed "
         "reports of the other half added with their true labels. Mean ± standard deviation over "
         "the seeds (the queue arm reviews the same reports for every seed; the random arm draws "
