@@ -13,7 +13,7 @@ Each fit is an MLflow run in ``--store`` named after its variant and seed; a var
 finished run is already there is read, not fitted again, so the fits can be made in one
 sitting and the page in another. Prints, per fit, the epochs it ran, its wall time (MLflow
 run start to end: data, fit, and the test of the best checkpoint), its median epoch time
-(validation to validation: a shared machine shows there) and the validation loss
+(validation to validation: a shared or slower machine shows there) and the validation loss
 and macro-F1 per task at its best epoch (lowest validation loss, the checkpoint a fit
 keeps), and draws the validation loss per epoch. ``--docs PAGE`` writes the page with the
 command, date, machine and commit. Only validation figures are shown: the schedule is tuned
@@ -98,8 +98,10 @@ def render(got: dict[str, dict[str, Any]], a: Any, plot: Path | None) -> str:
         f"`{a.embeddings}` and graph `{a.graph}`; the fits one after the other on this "
         "machine. Wall time is the MLflow run's, start to end (reading the data, the fit, "
         "and the test of the best checkpoint); an epoch's time runs from one validation to the "
-        "next (from the run's start for the first), and its median shows whether the machine "
-        "was shared while a fit ran. Validation loss and macro-F1 per task are "
+        "next (from the run's start for the first), and its median shows how fast the machine "
+        "ran during the fit: a shared or slower machine makes a longer epoch, and this "
+        "virtual machine's speed changes by the hour, so wall times compare only roughly even "
+        "within one sitting: the epochs a fit runs are the steadier measure of its cost. Validation loss and macro-F1 per task are "
         "those of the best epoch (lowest validation loss), the checkpoint the fit keeps.",
         "",
         "| " + " | ".join(head) + " |",
