@@ -77,7 +77,11 @@ def stage_table(seconds: dict[str, float]) -> str:
 
 
 def duration(s: float) -> str:
-    return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:02.0f} s"
+    """``42.3 s`` under a minute, else whole seconds: ``13 min 05 s`` (839.7 s is ``14 min 00 s``)."""
+    if s < 60:
+        return f"{s:.1f} s"
+    minutes, seconds = divmod(round(s), 60)
+    return f"{minutes} min {seconds:02d} s"
 
 
 def write_report(folder: Path, made: RunResults) -> dict[str, str]:

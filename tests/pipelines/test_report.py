@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from kinpath.pipelines.report import autocoding_table, render_html, render_markdown
+from kinpath.pipelines.report import autocoding_table, duration, render_html, render_markdown
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 
@@ -84,3 +84,9 @@ def test_autocoding_table_shows_no_accuracy_where_nothing_was_coded() -> None:
     assert rows[2] == "| pooled | grade | 0.200 | 0.950 | 0.000 | — | 0.000 | — |"
     header_cells = rows[0].count("|") - 1
     assert all(r.count("|") - 1 == header_cells for r in rows)  # the records row too
+
+
+def test_stage_durations_round_to_whole_seconds_before_splitting_minutes() -> None:
+    assert duration(4.66) == "4.7 s"
+    assert duration(839.7) == "14 min 00 s"  # not "13 min 60 s"
+    assert duration(9910.4) == "165 min 10 s"
