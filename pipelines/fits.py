@@ -230,10 +230,11 @@ def within_spread(
 
 def distilled(
     st: Stages, teacher: Ensembles, fits: dict[str, list[dict]], x: FitInputs, seed: int,
-    tracking_uri: str,
+    tracking_uri: str, overrides: dict[str, Any] | None = None,
 ) -> Distilled:  # fmt: skip
     """``registry.champion: distilled``: the champion ensemble distilled into one network of
-    its method (``model.teacher``, one fit with the run's seed), which becomes the champion
+    its method (``model.teacher``, one fit with the run's seed, its heads' options and then
+    ``overrides``: ``registry.distill_overrides``), which becomes the champion
     when its validation macro-F1 is within the ensemble's seed spread on every task
     (:func:`within_spread`); otherwise the ensemble stays, and the reason says why."""
     from mlflow import MlflowClient
@@ -246,13 +247,14 @@ def distilled(
     init, heads = method.removeprefix("mtcnn ").split(" / ")
     ensemble_run = teacher.champion_fit["run_id"]
     name = f"distill-{init}-{heads}"
+    own = dict(overrides or {})
 
     def stage(folder: Path) -> dict:
         client = MlflowClient(tracking_uri=tracking_uri)
         bundle = Path(client.download_artifacts(ensemble_run, "bundle", str(folder)))
         try:  # the teacher is read once, when the fit starts; the run keeps its own copy
             out = fit_stage(init, heads, seed, x, run_name=f"mtcnn-{init}-{heads}-distilled-s{seed}",
-                            extra={"model.teacher": str(bundle)})(folder)  # fmt: skip
+                            extra=own | {"model.teacher": str(bundle)})(folder)  # fmt: skip
         finally:
             shutil.rmtree(bundle, ignore_errors=True)
         return out
@@ -260,7 +262,7 @@ def distilled(
     out = st.run(
         name,
         {"teacher": ensemble_run, "init": init, "heads": heads, "seed": seed,
-         "config": x.fit.config, "overrides": x.fit.overrides_for(heads), "tracking": tracking_uri},
+         "config": x.fit.config, "overrides": x.fit.overrides_for(heads) | own, "tracking": tracking_uri},
         ["data", "graph", "embeddings", ensemble_stage(fits[method])], stage,
         exists=lambda o: run_exists(o["run_id"]), packages=FIT_PACKAGES,
     )  # fmt: skip

@@ -150,7 +150,7 @@ def run(
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # the fits' LightningCLI reads it
     log.info("MLflow tracking store: %s", tracking_uri)
     if reproducible:
-        embeddings, fit = _deterministic(embeddings, fit)
+        embeddings, fit, registry = _deterministic(embeddings, fit, registry)
     work.mkdir(parents=True, exist_ok=True)
     st = Stages(work, record(work, environment(reproducible, embeddings.word2vec.workers)))
     t0 = time.perf_counter()
@@ -254,7 +254,9 @@ def run(
         results |= built.rows
         seeds_of |= built.seeds
         if registry.champion == "distilled":
-            student = distilled(st, built, fits, inputs, seed, tracking_uri)
+            student = distilled(
+                st, built, fits, inputs, seed, tracking_uri, registry.distill_overrides
+            )
             if student.champion != built.champion:
                 teacher = built.champion_fit["run_id"]
             champion, champion_fit, reason = student.champion, student.champion_fit, student.reason
@@ -359,8 +361,8 @@ def register_champion(
 
 
 def _deterministic(
-    embeddings: EmbeddingConfig, fit: FitConfig
-) -> tuple[EmbeddingConfig, FitConfig]:
+    embeddings: EmbeddingConfig, fit: FitConfig, registry: RegistryConfig
+) -> tuple[EmbeddingConfig, FitConfig, RegistryConfig]:
     """The settings under ``reproducible``: gensim on one thread (its threads race over the
     shared vectors), Lightning's ``deterministic: warn``; a setting they replace is logged."""
     if embeddings.word2vec.workers != 1:
@@ -369,14 +371,19 @@ def _deterministic(
         embeddings = replace(embeddings, word2vec=replace(embeddings.word2vec, workers=1))
     det = {"trainer.deterministic": "warn"}
     for where, given in [("fit.overrides", fit.overrides),
-                         *((f"fit.heads_overrides.{h}", o) for h, o in fit.heads_overrides.items())]:  # fmt: skip
+                         *((f"fit.heads_overrides.{h}", o) for h, o in fit.heads_overrides.items()),
+                         ("registry.distill_overrides", registry.distill_overrides)]:  # fmt: skip
         if given.get("trainer.deterministic", "warn") != "warn":
             log.warning("reproducible: the fits run with trainer.deterministic: warn (%s gave %r)",
                         where, given["trainer.deterministic"])  # fmt: skip
-    return embeddings, replace(
-        fit,
-        overrides=fit.overrides | det,
-        heads_overrides={h: o | det for h, o in fit.heads_overrides.items()},
+    return (
+        embeddings,
+        replace(
+            fit,
+            overrides=fit.overrides | det,
+            heads_overrides={h: o | det for h, o in fit.heads_overrides.items()},
+        ),
+        replace(registry, distill_overrides=registry.distill_overrides | det),
     )
 
 

@@ -79,3 +79,6 @@ class RegistryConfig:
     # beats every single fit on site and histology, at three networks' cost per report
     # (docs/results/tcga.md)
     ensemble: bool = False
+    # `lightning fit` options for the distillation's fit alone, over its heads' (a student
+    # taught by soft targets may need longer than its heads' own fits: {trainer.max_epochs: 8})
+    distill_overrides: dict[str, Any] = field(default_factory=dict)

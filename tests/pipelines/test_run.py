@@ -253,6 +253,15 @@ def test_end_to_end_then_cached(
     )
     assert "models:/kinpath-distilled@teacher (version 1)" in _teacher(both)
 
+    # the distillation's own fit options, over its heads': only that stage is made again
+    kw |= {"registry": RegistryConfig(champion="distilled", ensemble=True,
+                                      distill_overrides={"trainer.max_epochs": 2})}  # fmt: skip
+    tenth = run(**kw)  # type: ignore[arg-type]
+    assert tenth["timings"]["distill-random-plain"] != "cached"
+    assert tenth["timings"]["ensemble-random-plain"] == "cached"
+    longer = json.loads((tmp_path / "work/distill-random-plain/stage.json").read_text())["output"]
+    assert (student["epochs"], longer["epochs"]) == (1, 2)
+
 
 def test_a_distilled_champion_is_kept_within_the_seed_spread() -> None:
     members = [{"site": 0.80, "grade": 0.60}, {"site": 0.84, "grade": 0.62}]  # sd 0.028, 0.014
