@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +11,23 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_store_put_back() -> Iterator[None]:
+    """Each test leaves MLflow's global tracking URI (and its environment variable) as it
+    found them, so no test passes or fails by which test ran before it on its worker."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow = sys.modules.get("mlflow")
+    before = mlflow.get_tracking_uri() if mlflow and mlflow.is_tracking_uri_set() else None
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]
+    if env is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = env
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,7 @@ def test_version_carries_metrics_provenance_and_no_input_example(registered: Reg
     assert row["aliases"] == ["champion"]
     tags = row["tags"]
     assert "metric.test/site/macro_f1" in tags and "provenance.training_run" in tags
+    mlflow.set_tracking_uri(registered.tracking_uri)  # not left to whichever test ran before
     info = mlflow.models.get_model_info(registered.champion)
     assert [c["name"] for c in info.signature.inputs.to_dict()] == ["report_id", "text"]
     assert info.saved_input_example_info is None  # no report text stored with the model
