@@ -23,7 +23,7 @@ def _mlflow_store_put_back() -> Iterator[None]:
     yield
     mlflow = sys.modules.get("mlflow")
     if mlflow is not None:
-        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]
+        mlflow.set_tracking_uri(before)
     if env is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
