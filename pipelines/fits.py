@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kinpath.pipelines.runconfig import DataConfig, FitConfig, RegistryConfig
-from kinpath.pipelines.stages import FIT_PACKAGES, Stages, run_exists
+from kinpath.pipelines.stages import ENSEMBLE_CODE, FIT_PACKAGES, Stages, run_exists
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def ensembles(
         built[name] = st.run(
             ensemble_stage(fits[name]), {"members": members, "tracking": tracking_uri},
             ["data", *(r["stage"] for r in fits[name])], stage(members),
-            exists=lambda out: run_exists(out["run_id"]),
+            exists=lambda out: run_exists(out["run_id"]), packages=ENSEMBLE_CODE,
         )  # fmt: skip
     best = min(built, key=lambda n: built[n]["val_loss"])
     e = built[best]

@@ -321,18 +321,50 @@ def test_an_edit_to_the_orchestration_keeps_the_fits_of_a_given_table(
         work=tmp_path / "work", tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}",
         data=DataConfig(reports=[str(table)]),
         embeddings=EmbeddingConfig(word2vec=replace(EmbeddingConfig().word2vec, vector_size=16, epochs=2, min_count=1)),
-        fit=FitConfig(inits=["random"], overrides=TINY),
-        registry=RegistryConfig(champion="random"),
+        fit=FitConfig(inits=["random"], seeds=[42, 7], overrides=TINY),
+        registry=RegistryConfig(champion="distilled", ensemble=True),
     )  # fmt: skip
     run(**kw)  # type: ignore[arg-type]
     checksum = stages_module.source_checksum
-    monkeypatch.setattr(
-        stages_module, "source_checksum",
-        lambda packages=stages_module.PACKAGES: checksum(packages) + ("+edit" if "pipelines" in packages else ""),
-    )  # fmt: skip
+
+    def edit(module: str) -> None:
+        """As if ``module`` (a file under kinpath/) had been edited since the first run."""
+        monkeypatch.setattr(
+            stages_module, "source_checksum",
+            lambda packages=stages_module.PACKAGES: checksum(packages)
+            + ("+edit" if any(module.startswith(p) for p in packages) else ""),
+        )  # fmt: skip
+
+    edit("pipelines/report.py")
     edited = run(**kw)["timings"]  # type: ignore[arg-type]
-    assert edited["data"] == edited["embeddings"] == edited["fit-random-plain-42"] == "cached"
+    made = ("data", "embeddings", "fit-random-plain-42", "fit-random-plain-7",
+            "ensemble-random-plain", "distill-random-plain")  # fmt: skip
+    assert {edited[s] for s in made} == {"cached"}
     assert edited["report"] != "cached"  # the stages that run pipelines/ code are redone
+    # the code that builds an ensemble's bundle makes the ensemble, and its student, again
+    edit("pipelines/ensemble.py")
+    rebuilt = run(**kw)["timings"]  # type: ignore[arg-type]
+    assert rebuilt["fit-random-plain-42"] == rebuilt["fit-random-plain-7"] == "cached"
+    assert rebuilt["ensemble-random-plain"] != "cached" != rebuilt["distill-random-plain"]
+
+
+def test_an_ensembles_key_holds_every_kinpath_module_it_imports() -> None:
+    """The ensemble stage is keyed on ENSEMBLE_CODE, not on all of pipelines/: a kinpath
+    module that pipelines/ensemble.py comes to import must join that key, or an edit to it
+    would leave a stale ensemble cached."""
+    import ast
+
+    from kinpath.pipelines.stages import ENSEMBLE_CODE
+
+    root = Path(__file__).resolve().parents[2]
+    tree = ast.parse((root / "pipelines/ensemble.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    for module in sorted(m for m in imported if m.startswith("kinpath.")):
+        path = module.removeprefix("kinpath.").replace(".", "/")
+        assert path == "common" or any(
+            path == p.removesuffix(".py") or path.startswith(p + "/") for p in ENSEMBLE_CODE
+        ), f"pipelines/ensemble.py imports {module}, which the ensemble stage's key leaves out"
 
 
 def test_the_demos_word_vectors_are_the_same_every_run() -> None:
