@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kinpath.phenotyping.baseline import tfidf_baseline
+from kinpath.phenotyping.baseline import TfidfConfig, tfidf_baseline
 from kinpath.phenotyping.data import ReportDataModule
 
 
@@ -32,3 +32,10 @@ def test_each_table_gets_its_own_auto_coded_share(fixtures: Path, tmp_path: Path
         # the pooled share is the two tables' shares weighted by their labelled reports
         pooled = sum(per_table[t] * n[t] for t in per_table) / sum(n[t] for t in per_table)
         assert np.isclose(out[f"test/{task}/coverage"], pooled)
+
+
+def test_the_tasks_fitted_in_parallel_give_the_figures_of_one_process(fixtures: Path) -> None:
+    dm = ReportDataModule(str(fixtures / "reports.csv"), max_length=60)
+    alone = tfidf_baseline(dm, TfidfConfig(n_jobs=1))
+    assert alone == tfidf_baseline(dm, TfidfConfig(n_jobs=2))
+    assert {k.split("/")[1] for k in alone} == set(dm.tasks)  # every task, in either
