@@ -26,7 +26,8 @@ from pathlib import Path
 import psutil
 from joblib import parallel_config
 
-from kinpath.phenotyping.baseline import TfidfConfig, tfidf_baseline
+from kinpath.phenotyping.baseline import tfidf_baseline
+from kinpath.phenotyping.config import TfidfConfig
 from kinpath.phenotyping.data import ReportDataModule
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,6 @@ fitted in parallel worker processes (``n_jobs``); each is the same fit it is alo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from joblib import Parallel, cpu_count, delayed
 from scipy.sparse import spmatrix
@@ -19,18 +17,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from kinpath.phenotyping.abstain import choose_threshold, evaluate_threshold
+from kinpath.phenotyping.config import TfidfConfig
 from kinpath.phenotyping.data import ReportDataModule
 from kinpath.phenotyping.metrics import classification_metrics, rare_macro_f1
-
-
-@dataclass(frozen=True)
-class TfidfConfig:
-    ngram_max: int = 2
-    min_df: int = 2
-    max_features: int = 200_000
-    C: float = 10.0  # scikit-learn's name
-    max_iter: int = 2000
-    n_jobs: int | None = None  # worker processes for the tasks' fits; None: one a core
 
 
 def _fit_task(

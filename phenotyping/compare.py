@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from kinpath.common import InputError
-from kinpath.phenotyping.baseline import TfidfConfig, tfidf_baseline
+from kinpath.phenotyping.baseline import tfidf_baseline
 from kinpath.phenotyping.cli import cli, nested
+from kinpath.phenotyping.config import TfidfConfig
 from kinpath.phenotyping.store import tracking_uri
 from kinpath.phenotyping.table import method_table
 

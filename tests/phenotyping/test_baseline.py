@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kinpath.phenotyping.baseline import TfidfConfig, tfidf_baseline
+from kinpath.phenotyping.baseline import tfidf_baseline
+from kinpath.phenotyping.config import TfidfConfig
 from kinpath.phenotyping.data import ReportDataModule
 
 

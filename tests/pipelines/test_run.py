@@ -17,6 +17,7 @@ import yaml
 from kinpath.common import InputError
 from kinpath.embeddings.word2vec import Word2VecConfig
 from kinpath.kg.graph import folder_sha256
+from kinpath.phenotyping.config import TfidfConfig
 from kinpath.phenotyping.store import tracking_uri
 from kinpath.pipelines.fits import within_spread
 from kinpath.pipelines.report import _teacher, duration
@@ -346,6 +347,9 @@ def test_an_edit_to_the_orchestration_keeps_the_fits_of_a_given_table(
     rebuilt = run(**kw)["timings"]  # type: ignore[arg-type]
     assert rebuilt["fit-random-plain-42"] == rebuilt["fit-random-plain-7"] == "cached"
     assert rebuilt["ensemble-random-plain"] != "cached" != rebuilt["distill-random-plain"]
+    # the baseline's worker processes give the same figures: they are not part of its key
+    assert run(**kw | {"baseline": TfidfConfig(n_jobs=1)})["timings"]["baseline"] == "cached"  # type: ignore[arg-type]
+    assert run(**kw | {"baseline": TfidfConfig(C=1.0)})["timings"]["baseline"] != "cached"  # type: ignore[arg-type]
 
 
 def test_an_ensembles_key_holds_every_kinpath_module_it_imports() -> None:
