@@ -4,9 +4,10 @@
 (L-BFGS over a sparse matrix), so on a machine of N cores one task at a time leaves N-1 of
 them idle. This runs :func:`kinpath.phenotyping.baseline.tfidf_baseline` on the same data
 module three times, ``n_jobs=1``, then ``--jobs`` threads, then ``--jobs`` worker processes
-(joblib's loky backend, the default; they outlive the call, so they come last), and prints each one's wall time and peak resident
-memory (the process and its workers together, sampled every 0.2 s), their ratios to
-``n_jobs=1``'s, and whether every figure is the same as ``n_jobs=1``'s.
+(joblib's loky backend, the default; they outlive the call, so they come last), and prints
+each one's wall time and peak resident memory (the process and its workers together,
+sampled every 0.2 s), their ratios to ``n_jobs=1``'s, and whether every figure is the same
+as ``n_jobs=1``'s.
 
     python bench/tfidf_parallel.py            # the TCGA tables of configs/tcga.yaml
     python bench/tfidf_parallel.py --data tests/fixtures/reports.csv
@@ -75,7 +76,7 @@ def timed(dm: ReportDataModule, jobs: int, backend: str) -> tuple[float, int, di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="+", type=Path, default=TCGA, help="report tables")
-    ap.add_argument("--jobs", type=int, default=2, help="worker processes for the second run")
+    ap.add_argument("--jobs", type=int, default=2, help="threads, then processes")
     args = ap.parse_args()
     missing = [str(p) for p in args.data if not p.exists()]
     if missing:
@@ -85,7 +86,7 @@ def main() -> None:
           f"{psutil.cpu_count(logical=True)} cores", flush=True)  # fmt: skip
     serial, serial_mem, one = timed(dm, 1, "loky")
     print(f"n_jobs=1: {serial:.1f} s, peak resident {serial_mem / 2**30:.2f} GiB", flush=True)
-    for backend in ("threading", "loky"):  # threads, then worker processes (which outlive the call)
+    for backend in ("threading", "loky"):
         seconds, mem, many = timed(dm, args.jobs, backend)
         differ = sorted(k for k in one.keys() | many.keys() if one.get(k) != many.get(k))
         print(f"n_jobs={args.jobs} {backend}: {seconds:.1f} s ({seconds / serial:.2f} of n_jobs=1), "
