@@ -21,6 +21,8 @@ from kinpath.phenotyping.config import TfidfConfig
 from kinpath.phenotyping.data import ReportDataModule
 from kinpath.phenotyping.metrics import classification_metrics, rare_macro_f1
 
+PARALLEL_FROM = 1000  # training reports from which n_jobs=None fits in worker processes
+
 
 def _fit_task(
     x_tr: spmatrix, y_tr: np.ndarray, x_va: spmatrix, x_te: spmatrix, cfg: TfidfConfig
@@ -49,7 +51,10 @@ def tfidf_baseline(dm: ReportDataModule, config: TfidfConfig | None = None) -> d
     seen = {j: dm.labels[tr, j][dm.labels[tr, j] >= 0] for j in range(len(dm.tasks))}
     fitted = sorted((j for j in seen if len(np.unique(seen[j])) >= 2),
                     key=lambda j: -len(np.unique(seen[j])))  # fmt: skip
-    n_jobs = min(cfg.n_jobs or cpu_count(), max(len(fitted), 1))
+    # worker processes take seconds to start (9.7 s on the fixtures, bench/tfidf_parallel.py),
+    # more than a small table's fits take in one process
+    n_jobs = cfg.n_jobs or (cpu_count() if len(tr) >= PARALLEL_FROM else 1)
+    n_jobs = min(n_jobs, max(len(fitted), 1))
     scored = Parallel(n_jobs=n_jobs)(
         delayed(_fit_task)(x_tr[dm.labels[tr, j] >= 0], seen[j], x_va, x_te, cfg) for j in fitted
     )

@@ -17,8 +17,9 @@ class TfidfConfig:
         C: Inverse L2 regularization strength (scikit-learn's name).
         max_iter: L-BFGS iterations at most.
         n_jobs: The tasks' regressions fitted in this many worker processes at once (the
-            same figures); None: one a core. Each holds its own regression, so memory grows
-            with it.
+            same figures); None: one a core from 1,000 training reports on, one process
+            below that (starting the workers takes longer than such fits). Each holds its
+            own regression, so memory grows with it.
     """
 
     ngram_max: int = 2
