@@ -124,8 +124,8 @@ def run(
         registry: Registered model name, alias and which initialization is the champion.
         baseline: The TF-IDF + logistic regression reference; ``n_jobs``: its tasks' fits
             in that many worker processes at once (default: one a core from 1,000
-            training reports on; on the TCGA tables
-            two took 0.63 of one's time and 1.9 of its peak memory, 8.8 GiB).
+            training reports on; on the TCGA tables two took 0.63 of one's time and 1.9
+            of its peak memory, 8.8 GiB).
         docs: A documentation page the results are also written to, with the command, date,
             machine and commit that made them (configs/tcga.yaml: docs/results/tcga-run.md).
     """
