@@ -74,16 +74,19 @@ def main() -> None:
     compiled = torch.compile(step_of(eager))
     ways = {"eager": step_of(eager), "one-gemm": step_of(one_gemm), "compiled": compiled}
 
-    grads = {}
-    first = {}
-    for name, fn in ways.items():
+    def timed_step(fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple[float, torch.Tensor]:
+        """One forward and backward: its seconds and the word vectors' gradient."""
         emb = emb0.clone().requires_grad_(True)
         t0 = time.perf_counter()
         fn(emb).backward()
-        first[name] = time.perf_counter() - t0
-        assert emb.grad is not None
-        grads[name] = emb.grad
+        seconds = time.perf_counter() - t0
         net.zero_grad()
+        assert emb.grad is not None
+        return seconds, emb.grad
+
+    first, grads = {}, {}
+    for name, fn in ways.items():
+        first[name], grads[name] = timed_step(fn)
     for name in ("one-gemm", "compiled"):
         gap = (grads[name] - grads["eager"]).abs().max().item()
         print(f"{name}: largest gradient difference from eager {gap:.2e}")
@@ -91,11 +94,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(args.steps):  # interleaved, so a change in the machine's speed hits all three
         for name, fn in ways.items():
-            emb = emb0.clone().requires_grad_(True)
-            t0 = time.perf_counter()
-            fn(emb).backward()
-            times[name].append(time.perf_counter() - t0)
-            net.zero_grad()
+            times[name].append(timed_step(fn)[0])
     base = statistics.median(times["eager"])
     print(f"\nbatch {args.batch} × {args.tokens} tokens × {args.dim} dims, {args.filters} filters "
           f"per width {widths}, {args.threads} threads, torch {torch.__version__}")  # fmt: skip

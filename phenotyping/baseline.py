@@ -48,15 +48,16 @@ def tfidf_baseline(dm: ReportDataModule, config: TfidfConfig | None = None) -> d
     x_va, x_te = vec.transform(text[va]), vec.transform(text[te])
     # a task with two classes or more in training gets a regression; the one with the most
     # classes first, so the longest fits start at once
-    seen = {j: dm.labels[tr, j][dm.labels[tr, j] >= 0] for j in range(len(dm.tasks))}
-    fitted = sorted((j for j in seen if len(np.unique(seen[j])) >= 2),
-                    key=lambda j: -len(np.unique(seen[j])))  # fmt: skip
+    labelled = {j: dm.labels[tr, j] >= 0 for j in range(len(dm.tasks))}
+    n_classes = {j: len(np.unique(dm.labels[tr, j][labelled[j]])) for j in labelled}
+    fitted = sorted((j for j in n_classes if n_classes[j] >= 2), key=lambda j: -n_classes[j])
     # worker processes take seconds to start (9.7 s on the fixtures, bench/tfidf_parallel.py),
     # more than a small table's fits take in one process
     n_jobs = cfg.n_jobs or (cpu_count() if len(tr) >= PARALLEL_FROM else 1)
     n_jobs = min(n_jobs, max(len(fitted), 1))
     scored = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_task)(x_tr[dm.labels[tr, j] >= 0], seen[j], x_va, x_te, cfg) for j in fitted
+        delayed(_fit_task)(x_tr[labelled[j]], dm.labels[tr, j][labelled[j]], x_va, x_te, cfg)
+        for j in fitted
     )
     probabilities = dict(zip(fitted, scored, strict=True))
     out: dict[str, float] = {}
