@@ -21,9 +21,12 @@ A saved tokenizer is a folder: ``tokenizer.json`` (settings), ``phrases.txt``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import sys
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +40,15 @@ from kinpath.kg.normalize import PHRASE_JOINER, normalized
 log = logging.getLogger(__name__)
 
 Sentence = list[str]
+
+# Tokenizing is most of the time it takes to read a report table (about 70 s for the 5,810
+# TCGA reports on 2 cores), and one `kinpath run` reads the same tables for every fit. With
+# ``remember=True`` a report's tokens are kept, in this process's memory only (never on
+# disk: they are the report's text), under the tokenizer's fingerprint and the text's hash,
+# the oldest dropped past MEMO_TOKENS tokens in all.
+MEMO_TOKENS = 16_000_000
+_memo: OrderedDict[tuple[str, bytes], tuple[tuple[str, ...], ...]] = OrderedDict()
+_memo_tokens = 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,7 @@ class ReportTokenizer:
         self._index = PhraseIndex(self.phrases, self.config.max_phrase_words)
         self.collocations = collocations
         self._nlp = _pipeline(self.config.expand_abbreviations)
+        self.fingerprint = _fingerprint(self.config, self.phrases, collocations)
 
     def sentences(self, text: str) -> list[Sentence]:
         """One report's sentences, each a list of tokens (empty sentences dropped)."""
@@ -70,10 +83,36 @@ class ReportTokenizer:
         """One report as a flat token list (what the CNN reads)."""
         return [t for s in self.sentences(text) for t in s]
 
-    def pipe(self, texts: Iterable[str], batch_size: int = 64) -> Iterator[list[Sentence]]:
-        """Tokenize many reports, yielding each report's sentences in order."""
-        for sents, _ in self.pipe_spans(texts, batch_size):
-            yield sents
+    def pipe(
+        self, texts: Iterable[str], batch_size: int = 64, remember: bool = False
+    ) -> Iterator[list[Sentence]]:
+        """Tokenize many reports, yielding each report's sentences in order. ``remember``:
+        take a report this process tokenized before with the same tokenizer from memory, and
+        keep the ones it tokenizes now (see :data:`MEMO_TOKENS`)."""
+        if not remember or self.fingerprint is None:
+            for doc in self._docs(texts, batch_size):
+                yield self._doc_sentences(doc, with_spans=False)[0]
+            return
+        chunk: list[str] = []
+        for text in texts:
+            chunk.append(text)
+            if len(chunk) == 16 * batch_size:
+                yield from self._remembered(chunk, batch_size)
+                chunk = []
+        yield from self._remembered(chunk, batch_size)
+
+    def _remembered(self, texts: list[str], batch_size: int) -> Iterator[list[Sentence]]:
+        keys = [(self.fingerprint or "", hashlib.sha256(t.encode()).digest()) for t in texts]
+        got = {k: _memo[k] for k in keys if k in _memo}
+        todo: dict[tuple[str, bytes], int] = {}  # each text not in memory, once
+        for i, k in enumerate(keys):
+            if k not in got:
+                todo.setdefault(k, i)
+        parsed = self._docs((texts[i] for i in todo.values()), batch_size)
+        for k, doc in zip(todo, parsed, strict=True):
+            got[k] = _remember(k, self._doc_sentences(doc, with_spans=False)[0])
+        for k in keys:
+            yield [list(s) for s in got[k]]
 
     def pipe_spans(
         self, texts: Iterable[str], batch_size: int = 64
@@ -82,11 +121,17 @@ class ReportTokenizer:
         in the order of the flattened tokens: a merged phrase spans its words, a word that an
         abbreviation's long form put in place spans the abbreviation. Evidence for a code is
         a run of tokens; these turn it into offsets into the text that was read."""
-        limit = self.config.max_chars
-        for doc in self._nlp.pipe((t[:limit] for t in texts), batch_size=batch_size):
+        for doc in self._docs(texts, batch_size):
             yield self._doc_sentences(doc)
 
-    def _doc_sentences(self, doc: object) -> tuple[list[Sentence], list[tuple[int, int]]]:
+    def _docs(self, texts: Iterable[str], batch_size: int) -> Iterator[object]:
+        limit = self.config.max_chars
+        return self._nlp.pipe((t[:limit] for t in texts), batch_size=batch_size)
+
+    def _doc_sentences(
+        self, doc: object, with_spans: bool = True
+    ) -> tuple[list[Sentence], list[tuple[int, int]]]:
+        """A parsed report's sentences and, ``with_spans``, each token's character span."""
         expand: dict[int, list[str]] = {}
         if self.config.expand_abbreviations:
             for abrv in doc._.abbreviations:  # type: ignore[attr-defined]
@@ -105,14 +150,17 @@ class ReportTokenizer:
             for tok in sent:
                 new = expand[tok.i] if tok.i in expand else normalized(tok.text)
                 words.extend(new)
-                where.extend([(tok.idx, tok.idx + len(tok.text))] * len(new))
+                if with_spans:
+                    where.extend([(tok.idx, tok.idx + len(tok.text))] * len(new))
             merged = self._index.merge(words)
-            where = _joined_spans(words, merged, where, PHRASE_JOINER)
+            if with_spans:
+                where = _joined_spans(words, merged, where, PHRASE_JOINER)
             words = merged
             if self.collocations is not None:
                 merged = list(self.collocations[words])  # type: ignore[index]
-                joiner = getattr(self.collocations, "delimiter", PHRASE_JOINER)
-                where = _joined_spans(words, merged, where, joiner)
+                if with_spans:
+                    joiner = getattr(self.collocations, "delimiter", PHRASE_JOINER)
+                    where = _joined_spans(words, merged, where, joiner)
                 words = merged
             if words:
                 out.append(words)
@@ -148,6 +196,40 @@ class ReportTokenizer:
         """A tokenizer that merges the graph's multi-word terms."""
         keys = graph.atoms["key"].drop_duplicates()
         return cls((tuple(k.split(PHRASE_JOINER)) for k in keys if PHRASE_JOINER in k), config)
+
+
+def _fingerprint(
+    config: TokenizerConfig, phrases: list[tuple[str, ...]], collocations: object | None
+) -> str | None:
+    """What decides a tokenizer's output, hashed: its settings, phrases and collocations
+    (None for collocations of another kind than gensim's, which are not remembered)."""
+    h = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+    h.update("\n".join(" ".join(p) for p in phrases).encode())
+    if collocations is not None:
+        grams = getattr(collocations, "phrasegrams", None)
+        if not isinstance(grams, dict):
+            return None
+        h.update(repr((getattr(collocations, "delimiter", None), sorted(grams.items()))).encode())
+    return h.hexdigest()
+
+
+def _remember(key: tuple[str, bytes], sents: list[Sentence]) -> tuple[tuple[str, ...], ...]:
+    """Keep one report's sentences (their words interned: a vocabulary's worth of strings
+    however many reports) and drop the oldest past :data:`MEMO_TOKENS`."""
+    global _memo_tokens
+    kept = tuple(tuple(sys.intern(w) for w in s) for s in sents)
+    _memo[key] = kept
+    _memo_tokens += sum(map(len, kept))
+    while _memo_tokens > MEMO_TOKENS and _memo:
+        _memo_tokens -= sum(map(len, _memo.popitem(last=False)[1]))
+    return kept
+
+
+def forget_tokens() -> None:
+    """Drop every remembered report's tokens."""
+    global _memo_tokens
+    _memo.clear()
+    _memo_tokens = 0
 
 
 def _joined_spans(

@@ -208,7 +208,10 @@ class ReportDataModule(pl.LightningDataModule):
         else:
             self.tokenizer = ReportTokenizer()
         texts = table[text_column].tolist()
-        tokens = [[t for s in sents for t in s] for sents in self.tokenizer.pipe(texts)]
+        # remembered: the fits of one `kinpath run` read the same tables with the same tokenizer
+        tokens = [
+            [t for s in sents for t in s] for sents in self.tokenizer.pipe(texts, remember=True)
+        ]
 
         # a word enters the model's vocabulary only if enough patients' reports use it (or it
         # is a graph term): a name repeated in one patient's reports never ships in a model
@@ -293,7 +296,9 @@ class ReportDataModule(pl.LightningDataModule):
         """Per knowledge task, per code, each of the graph's terms for it as report tokens."""
         terms = code_terms(kg)
         flat = [x for t in KNOWLEDGE_TASKS for ts in terms[t].values() for x in ts]
-        tokens = iter([[w for s in sents for w in s] for sents in self.tokenizer.pipe(flat)])
+        tokens = iter(
+            [[w for s in sents for w in s] for sents in self.tokenizer.pipe(flat, remember=True)]
+        )
         return {t: {c: [next(tokens) for _ in ts] for c, ts in terms[t].items()}
                 for t in KNOWLEDGE_TASKS}  # fmt: skip
 
