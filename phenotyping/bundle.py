@@ -530,7 +530,9 @@ def spans_of(windows: list[tuple[int, np.ndarray]], length: int) -> list[tuple[i
         if not len(sc):
             continue
         best = np.argsort(-sc, kind="stable")[:16]
-        cands += [(float(sc[a]), int(a), int(min(a + w, length))) for a in best if sc[a] > 0]
+        best = best[sc[best] > 0]
+        ends = np.minimum(best + w, length)
+        cands += zip(sc[best].tolist(), best.tolist(), ends.tolist(), strict=True)
     cands.sort(key=lambda c: (-c[0], c[1], c[2]))
     spans: list[list] = []
     for score_, a, b in cands:
