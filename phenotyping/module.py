@@ -374,7 +374,7 @@ class MTCNNModule(pl.LightningModule):
             return
         sim = None
         if "site" in self.tasks:
-            train_z, train_y, _ = self._features(dm.eval_loader("train"))
+            train_z, train_y, _ = self._features(dm.eval_loader("train"), classify=False)
             self.centroids = site_centroids(train_z, train_y[:, self.tasks.index("site")])
             sim = similarity(val_z, self.centroids)
         self.decoder = self._fit_decoder(probs, val_y, sim)
@@ -400,22 +400,29 @@ class MTCNNModule(pl.LightningModule):
         )  # fmt: skip
 
     @torch.inference_mode()
-    def _features(self, batches: object) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Document vectors, labels and class probabilities of a loader's reports, in eval mode."""
+    def _features(
+        self, batches: object, classify: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Document vectors, labels and class probabilities of a loader's reports, in eval mode;
+        without ``classify``, no probabilities (the heads, half of a label-knowledge network's
+        forward, are not run)."""
         was = self.training
         self.eval()
         zs, ys, ps = [], [], []
         for b in batches:  # type: ignore[attr-defined]
             enc = self.net.encode(b["tokens"].to(self.device), b["lengths"].to(self.device))
-            logits = self.net.classify(enc)
             zs.append(enc.z.float().cpu().numpy())
             ys.append(b["labels"].numpy())
-            ps.append({t: torch.softmax(v.float(), -1).cpu().numpy() for t, v in logits.items()})
+            if classify:
+                logits = self.net.classify(enc)
+                ps.append(
+                    {t: torch.softmax(v.float(), -1).cpu().numpy() for t, v in logits.items()}
+                )
         self.train(was)
         if not zs:
             empty = {t: np.zeros((0, 0)) for t in self.tasks}
             return np.zeros((0, 0)), np.zeros((0, len(self.tasks)), int), empty
-        probs = {t: np.concatenate([p[t] for p in ps]) for t in self.tasks}
+        probs = {t: np.concatenate([p[t] for p in ps]) for t in self.tasks} if classify else {}
         return np.concatenate(zs), np.concatenate(ys), probs
 
     def on_test_epoch_end(self) -> None:
