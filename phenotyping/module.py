@@ -34,6 +34,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from kinpath.common import InputError
 from kinpath.phenotyping.decode import Decoder, decode, fit_decoder
 from kinpath.phenotyping.drift import Reference, Scored, fit_reference
 from kinpath.phenotyping.evaluate import (
@@ -130,6 +131,7 @@ class MTCNNModule(pl.LightningModule):
         teacher: str | None = None,
         distill_weight: float = 0.5,
         distill_temperature: float = 2.0,
+        teacher_init: int | None = None,
     ):
         """The multitask CNN and how it is trained.
 
@@ -178,6 +180,10 @@ class MTCNNModule(pl.LightningModule):
             distill_weight: The soft targets' share of the training loss, α in
                 ``(1 - α) · cross-entropy + α · T² · KL(teacher_T ‖ model_T)`` per task.
             distill_temperature: T, the temperature both distributions are softened by.
+            teacher_init: With a teacher: start from its network number ``teacher_init``
+                (0 for a single fit's bundle; a seed ensemble's members in its order)
+                rather than from fresh weights, so the student begins where one seed ended
+                and the soft targets move it toward the ensemble. None: fresh weights.
         """
         super().__init__()
         if init not in ("pretrained", "random"):
@@ -188,6 +194,8 @@ class MTCNNModule(pl.LightningModule):
             raise ValueError(f"lr_schedule must be 'constant' or 'one-cycle', not {lr_schedule!r}")
         if not 0.0 < warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must lie between 0 and 1, not {warmup_fraction}")
+        if teacher_init is not None and not teacher:
+            raise ValueError("teacher_init needs a teacher (model.teacher)")
         self.save_hyperparameters(ignore=["init_vectors", "coding_rules", "label_terms"])
         num_classes = num_classes or {}
         self.tasks = list(num_classes)
@@ -262,6 +270,18 @@ class MTCNNModule(pl.LightningModule):
 
         teacher = load_bundle(Path(path), precision="fp32")
         check_reads_like(teacher, dm.vocab.itos, dm.label_maps)
+        start = self.hparams.get("teacher_init")
+        if start is not None:
+            if not 0 <= start < len(teacher.nets):
+                raise InputError(f"teacher_init {start}: the teacher has {len(teacher.nets)} "
+                                 f"network(s), numbered from 0", path=Path(path))  # fmt: skip
+            try:
+                self.net.load_state_dict(teacher.nets[start].state_dict())
+            except RuntimeError as e:  # another architecture: filters, widths, heads
+                raise InputError(f"the teacher's network {start} is not this model's shape: "
+                                 f"{' '.join(x.strip() for x in str(e).splitlines()[:2])}",
+                                 path=Path(path)) from None  # fmt: skip
+            log.info("the student starts from the teacher's network %d", start)
         rows = dm.splits["train"]
         log.info("distilling %s (%d network(s)): scoring the %d training reports",
                  path, len(teacher.nets), len(rows))  # fmt: skip

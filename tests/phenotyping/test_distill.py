@@ -66,3 +66,30 @@ def test_a_student_learns_its_teachers_answers(
 
     with pytest.raises(InputError, match="vocabulary"):
         _fit(tmp_path / "x", "--data.min_patients=1", f"--model.teacher={teacher}")
+
+
+def test_a_student_can_start_from_one_of_its_teachers_networks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    t = _fit(tmp_path / "t", "--seed_everything=1")
+    teacher = save_bundle(tmp_path / "teacher", t.model, t.datamodule)  # type: ignore[attr-defined]
+    net = load_bundle(teacher, precision="fp32").nets[0]
+    # no training step: what the student holds is where it starts
+    started = _fit(tmp_path / "s", "--seed_everything=2", f"--model.teacher={teacher}",
+                   "--model.teacher_init=0", "--trainer.limit_train_batches=0")  # fmt: skip
+    mine = started.model.net.state_dict()  # type: ignore[attr-defined]
+    assert mine.keys() == net.state_dict().keys()
+    assert all(torch.equal(mine[k], v) for k, v in net.state_dict().items())
+    fresh = _fit(tmp_path / "f", "--seed_everything=2", f"--model.teacher={teacher}",
+                 "--trainer.limit_train_batches=0").model.net.state_dict()  # type: ignore[attr-defined]  # fmt: skip
+    assert not torch.equal(fresh["embedding.weight"], net.state_dict()["embedding.weight"])
+
+    with pytest.raises(InputError, match=r"teacher_init 1: the teacher has 1 network\(s\)"):
+        _fit(tmp_path / "x", f"--model.teacher={teacher}", "--model.teacher_init=1")
+    with pytest.raises(InputError, match="is not this model's shape"):
+        _fit(tmp_path / "y", f"--model.teacher={teacher}", "--model.teacher_init=0",
+             "--model.filters=8")  # fmt: skip
+    with pytest.raises(ValueError, match="teacher_init needs a teacher"):
+        MTCNNModule(vocab_size=10, num_classes={"site": 3}, embedding_dim=4, filters=2,
+                    teacher_init=0)  # fmt: skip
