@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kinpath.common import InputError
 from kinpath.pipelines.runconfig import DataConfig, FitConfig, RegistryConfig
 from kinpath.pipelines.stages import ENSEMBLE_CODE, FIT_PACKAGES, Stages, run_exists
 
@@ -230,11 +231,12 @@ def within_spread(
 
 def distilled(
     st: Stages, teacher: Ensembles, fits: dict[str, list[dict]], x: FitInputs, seed: int,
-    tracking_uri: str, overrides: dict[str, Any] | None = None,
+    tracking_uri: str, overrides: dict[str, Any] | None = None, start: str = "fresh",
 ) -> Distilled:  # fmt: skip
     """``registry.champion: distilled``: the champion ensemble distilled into one network of
     its method (``model.teacher``, one fit with the run's seed, its heads' options and then
-    ``overrides``: ``registry.distill_overrides``), which becomes the champion
+    :func:`distill_options`: ``registry.distill_start`` and ``registry.distill_overrides``),
+    which becomes the champion
     when its validation macro-F1 is within the ensemble's seed spread on every task
     (:func:`within_spread`); otherwise the ensemble stays, and the reason says why."""
     from mlflow import MlflowClient
@@ -247,7 +249,7 @@ def distilled(
     init, heads = method.removeprefix("mtcnn ").split(" / ")
     ensemble_run = teacher.champion_fit["run_id"]
     name = f"distill-{init}-{heads}"
-    own = dict(overrides or {})
+    own = distill_options(start, fits[method], overrides or {})
 
     def stage(folder: Path) -> dict:
         client = MlflowClient(tracking_uri=tracking_uri)
@@ -286,6 +288,18 @@ def distilled(
               f"{'; '.join(short)}")  # fmt: skip
     return Distilled(teacher.champion, teacher.champion_fit, {row: out["metrics"]},
                      {row: [seed]}, reason)  # fmt: skip
+
+
+def distill_options(start: str, members: list[dict], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The distillation's own ``lightning fit`` options: with ``start`` "best-member", the
+    student starts from the ensemble's member of the lowest validation loss
+    (``model.teacher_init``; ``members`` in the ensemble's order); ``overrides`` over that."""
+    if start == "fresh":
+        return dict(overrides)
+    if start != "best-member":
+        raise InputError(f"registry.distill_start: {start!r} is neither 'fresh' nor 'best-member'")
+    loss = [float("inf") if m.get("val_loss") is None else m["val_loss"] for m in members]
+    return {"model.teacher_init": loss.index(min(loss))} | overrides
 
 
 def _figures_text(figures: dict[str, float]) -> str:

@@ -260,9 +260,8 @@ def run(
         results |= built.rows
         seeds_of |= built.seeds
         if registry.champion == "distilled":
-            student = distilled(
-                st, built, fits, inputs, seed, tracking_uri, registry.distill_overrides
-            )
+            student = distilled(st, built, fits, inputs, seed, tracking_uri,
+                                registry.distill_overrides, registry.distill_start)  # fmt: skip
             if student.champion != built.champion:
                 teacher = built.champion_fit["run_id"]
             champion, champion_fit, reason = student.champion, student.champion_fit, student.reason

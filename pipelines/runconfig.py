@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from kinpath.embeddings.config import JointConfig, Word2VecConfig
 from kinpath.kg.pairs import PairConfig
@@ -82,3 +82,7 @@ class RegistryConfig:
     # `lightning fit` options for the distillation's fit alone, over its heads' (a student
     # taught by soft targets may need longer than its heads' own fits: {trainer.max_epochs: 8})
     distill_overrides: dict[str, Any] = field(default_factory=dict)
+    # where the distillation's student starts: "fresh" weights, or "best-member", the
+    # ensemble's member of the lowest validation loss (model.teacher_init; on TCGA it came
+    # closest: docs/results/distilled-teacher-init.md)
+    distill_start: Literal["fresh", "best-member"] = "fresh"

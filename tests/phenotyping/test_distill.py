@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,15 +42,23 @@ def _fit(folder: Path, *extra: str) -> object:
                quiet=True)  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A fit's bundle, and the data module it was fitted on."""
+    folder = tmp_path_factory.mktemp("teacher")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        t = _fit(folder / "t", "--seed_everything=1")
+        return save_bundle(folder / "bundle", t.model, t.datamodule), t.datamodule  # type: ignore[attr-defined]
+
+
 def test_a_student_learns_its_teachers_answers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    teacher: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    t = _fit(tmp_path / "t", "--seed_everything=1")
-    teacher = save_bundle(tmp_path / "teacher", t.model, t.datamodule)  # type: ignore[attr-defined]
-    dm = t.datamodule  # type: ignore[attr-defined]
+    bundle, dm = teacher
     ids = [dm.ids[i] for i in dm.splits["train"]]
-    said = score_ids(load_bundle(teacher, precision="fp32"), ids)[0]
+    said = score_ids(load_bundle(bundle, precision="fp32"), ids)[0]
 
     def agreement(c: object) -> float:
         folder = save_bundle(tmp_path / "b", c.model, c.datamodule)  # type: ignore[attr-defined]
@@ -57,7 +66,7 @@ def test_a_student_learns_its_teachers_answers(
         return float(np.mean([(got[k].argmax(1) == said[k].argmax(1)).mean() for k in said]))
 
     alone = _fit(tmp_path / "a", "--seed_everything=2")
-    student = _fit(tmp_path / "s", "--seed_everything=2", f"--model.teacher={teacher}",
+    student = _fit(tmp_path / "s", "--seed_everything=2", f"--model.teacher={bundle}",
                    "--model.distill_weight=1.0", "--model.distill_temperature=1.0")  # fmt: skip
     assert student.model._teacher is not None  # type: ignore[attr-defined]
     # labels ignored (weight 1): the student follows the teacher more closely than the same
@@ -65,30 +74,29 @@ def test_a_student_learns_its_teachers_answers(
     assert agreement(student) > agreement(alone)
 
     with pytest.raises(InputError, match="vocabulary"):
-        _fit(tmp_path / "x", "--data.min_patients=1", f"--model.teacher={teacher}")
+        _fit(tmp_path / "x", "--data.min_patients=1", f"--model.teacher={bundle}")
 
 
 def test_a_student_can_start_from_one_of_its_teachers_networks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    teacher: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    t = _fit(tmp_path / "t", "--seed_everything=1")
-    teacher = save_bundle(tmp_path / "teacher", t.model, t.datamodule)  # type: ignore[attr-defined]
-    net = load_bundle(teacher, precision="fp32").nets[0]
+    bundle = teacher[0]
+    net = load_bundle(bundle, precision="fp32").nets[0]
     # no training step: what the student holds is where it starts
-    started = _fit(tmp_path / "s", "--seed_everything=2", f"--model.teacher={teacher}",
+    started = _fit(tmp_path / "s", "--seed_everything=2", f"--model.teacher={bundle}",
                    "--model.teacher_init=0", "--trainer.limit_train_batches=0")  # fmt: skip
     mine = started.model.net.state_dict()  # type: ignore[attr-defined]
     assert mine.keys() == net.state_dict().keys()
     assert all(torch.equal(mine[k], v) for k, v in net.state_dict().items())
-    fresh = _fit(tmp_path / "f", "--seed_everything=2", f"--model.teacher={teacher}",
+    fresh = _fit(tmp_path / "f", "--seed_everything=2", f"--model.teacher={bundle}",
                  "--trainer.limit_train_batches=0").model.net.state_dict()  # type: ignore[attr-defined]  # fmt: skip
     assert not torch.equal(fresh["embedding.weight"], net.state_dict()["embedding.weight"])
 
     with pytest.raises(InputError, match=r"teacher_init 1: the teacher has 1 network\(s\)"):
-        _fit(tmp_path / "x", f"--model.teacher={teacher}", "--model.teacher_init=1")
+        _fit(tmp_path / "x", f"--model.teacher={bundle}", "--model.teacher_init=1")
     with pytest.raises(InputError, match="is not this model's shape"):
-        _fit(tmp_path / "y", f"--model.teacher={teacher}", "--model.teacher_init=0",
+        _fit(tmp_path / "y", f"--model.teacher={bundle}", "--model.teacher_init=0",
              "--model.filters=8")  # fmt: skip
     with pytest.raises(ValueError, match="teacher_init needs a teacher"):
         MTCNNModule(vocab_size=10, num_classes={"site": 3}, embedding_dim=4, filters=2,

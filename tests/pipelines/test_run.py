@@ -19,7 +19,7 @@ from kinpath.embeddings.word2vec import Word2VecConfig
 from kinpath.kg.graph import folder_sha256
 from kinpath.phenotyping.config import TfidfConfig
 from kinpath.phenotyping.store import tracking_uri
-from kinpath.pipelines.fits import within_spread
+from kinpath.pipelines.fits import distill_options, within_spread
 from kinpath.pipelines.report import _teacher, duration
 from kinpath.pipelines.run import (
     DataConfig,
@@ -271,6 +271,20 @@ def test_a_distilled_champion_is_kept_within_the_seed_spread() -> None:
     holds, short = within_spread({"site": 0.86, "grade": 0.60}, ensemble, members)
     assert not holds and short == ["grade 0.600 against 0.630 ± 0.014"]
     assert within_spread({"site": 0.9}, ensemble, members)[1] == ["grade: no validation figure"]
+
+
+def test_a_student_starts_from_the_member_of_the_lowest_validation_loss() -> None:
+    # the members in the ensemble's order: model.teacher_init numbers them the same way
+    members = [{"val_loss": 2.26}, {"val_loss": 2.20}, {"val_loss": 2.27}, {"val_loss": None}]
+    assert distill_options("best-member", members, {}) == {"model.teacher_init": 1}
+    assert distill_options("best-member", members, {"trainer.max_epochs": 8}) == {
+        "model.teacher_init": 1, "trainer.max_epochs": 8}  # fmt: skip
+    # what the user gave wins; and a fresh start adds nothing, so its stage keeps its key
+    assert distill_options("best-member", members, {"model.teacher_init": 2}) == {
+        "model.teacher_init": 2}  # fmt: skip
+    assert distill_options("fresh", members, {"trainer.max_epochs": 8}) == {"trainer.max_epochs": 8}
+    with pytest.raises(InputError, match="neither 'fresh' nor 'best-member'"):
+        distill_options("best", members, {})
 
 
 def test_a_distilled_champion_needs_the_ensemble(tmp_path: Path) -> None:
