@@ -89,7 +89,8 @@ class ReportTokenizer:
         """Tokenize many reports, yielding each report's sentences in order. ``remember``:
         take a report this process tokenized before with the same tokenizer from memory, and
         keep the ones it tokenizes now (see :data:`MEMO_TOKENS`)."""
-        if not remember or self.fingerprint is None:
+        fingerprint = self.fingerprint
+        if not remember or fingerprint is None:
             for doc in self._docs(texts, batch_size):
                 yield self._doc_sentences(doc, with_spans=False)[0]
             return
@@ -97,12 +98,14 @@ class ReportTokenizer:
         for text in texts:
             chunk.append(text)
             if len(chunk) == 16 * batch_size:
-                yield from self._remembered(chunk, batch_size)
+                yield from self._remembered(fingerprint, chunk, batch_size)
                 chunk = []
-        yield from self._remembered(chunk, batch_size)
+        yield from self._remembered(fingerprint, chunk, batch_size)
 
-    def _remembered(self, texts: list[str], batch_size: int) -> Iterator[list[Sentence]]:
-        keys = [(self.fingerprint or "", hashlib.sha256(t.encode()).digest()) for t in texts]
+    def _remembered(
+        self, fingerprint: str, texts: list[str], batch_size: int
+    ) -> Iterator[list[Sentence]]:
+        keys = [(fingerprint, hashlib.sha256(t.encode()).digest()) for t in texts]
         got = {k: _memo[k] for k in keys if k in _memo}
         todo: dict[tuple[str, bytes], int] = {}  # each text not in memory, once
         for i, k in enumerate(keys):
