@@ -158,7 +158,8 @@ def run(
     if reproducible:
         embeddings, fit, registry = _deterministic(embeddings, fit, registry)
     work.mkdir(parents=True, exist_ok=True)
-    st = Stages(work, record(work, environment(reproducible, embeddings.word2vec.workers)))
+    env_id = record(work, environment(reproducible, embeddings.word2vec.workers))
+    st = Stages(work, env_id, tracking_uri)
     t0 = time.perf_counter()
 
     given_sha = None

@@ -5,6 +5,11 @@ the source code of the kinpath packages it runs (:func:`source_checksum`); its f
 a ``stage.json`` with the key, the seconds it took, the environment that ran it
 (:mod:`kinpath.pipelines.environment`) and its output. A stage whose outputs are
 gone from the tracking store (``exists``) is redone even with its key unchanged.
+
+Every MLflow run a stage starts carries the tag ``kinpath.stage`` (this machine and the
+stage's folder). A process killed mid-stage (kill -9, the end of a machine's session)
+cannot close its runs, which the tracking UI would show as running forever; the stage's
+next attempt marks those it finds still RUNNING as KILLED, and says so.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,14 +37,16 @@ FIT_PACKAGES = ("kg", "embeddings", "phenotyping")
 # module): keyed on all of pipelines/, every edit to the orchestration made the ensembles and
 # the distillation behind them again (6-9 min and 20-40 min on the TCGA table)
 ENSEMBLE_CODE = (*FIT_PACKAGES, "pipelines/ensemble.py")
+STAGE_TAG = "kinpath.stage"
 
 
 class Stages:
     """Runs stages in order, skipping those whose key matches their stage.json."""
 
-    def __init__(self, work: Path, environment: str | None = None):
+    def __init__(self, work: Path, environment: str | None = None, tracking_uri: str | None = None):
         self.work = work
         self.environment = environment  # the id of work/environments/<id>.json, if recorded
+        self.tracking_uri = tracking_uri  # the store the stages' runs go to (None: MLflow's)
         self.keys: dict[str, str] = {}
         self.outputs: dict[str, dict] = {}
         self.timings: dict[str, str] = {}
@@ -75,12 +85,15 @@ class Stages:
                 self.keys[name], self.outputs[name] = key, saved["output"]
                 self.timings[name] = "cached"
                 return saved["output"]
-        if folder.exists():
+        stage = stage_id(folder)
+        if folder.exists():  # an earlier attempt, finished or not
+            close_abandoned_runs(stage, self.tracking_uri)
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         log.info("stage %-12s running", name)
         t = time.perf_counter()
-        output = fn(folder)
+        with run_tags({STAGE_TAG: stage}):
+            output = fn(folder)
         seconds = time.perf_counter() - t
         made = {"key": key, "seconds": round(seconds, 1), "environment": self.environment}
         state.write_text(json.dumps(made | {"output": output}, indent=2, default=str) + "\n")
@@ -96,6 +109,51 @@ class Stages:
             name: json.loads((self.work / name / "stage.json").read_text())["seconds"]
             for name in self.keys
         }
+
+
+def stage_id(folder: Path) -> str:
+    """The ``kinpath.stage`` tag of a stage's runs: the machine and the stage's folder."""
+    return f"{socket.gethostname()}:{folder.resolve()}"
+
+
+@contextmanager
+def run_tags(tags: dict[str, str]) -> Iterator[None]:
+    """Tag every MLflow run started in the block: Lightning's MLFlowLogger and
+    ``mlflow.start_run`` both add the tags of MLflow's run context, which reads them from
+    ``MLFLOW_RUN_CONTEXT`` (JSON) when the run is made. Tags already there are kept."""
+    before = os.environ.get("MLFLOW_RUN_CONTEXT")
+    os.environ["MLFLOW_RUN_CONTEXT"] = json.dumps(json.loads(before or "{}") | tags)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_RUN_CONTEXT", None)
+        else:
+            os.environ["MLFLOW_RUN_CONTEXT"] = before
+
+
+def close_abandoned_runs(stage: str, tracking_uri: str | None = None) -> list[str]:
+    """Mark KILLED the runs tagged with ``stage`` that are still RUNNING: stages run one at
+    a time in one process, so before the stage's next attempt starts, such a run belongs to
+    an attempt whose process died. Returns their ids."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    # RUNNING runs are few; the tag is compared here, so that no folder name needs quoting
+    running = client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'")
+    abandoned = [r.info.run_id for r in running if r.data.tags.get(STAGE_TAG) == stage]
+    for run_id in abandoned:
+        client.set_terminated(run_id, "KILLED")
+    if abandoned:
+        log.warning(
+            "stage %s: an earlier attempt was interrupted; its MLflow runs %s were left "
+            "RUNNING and are now marked KILLED",
+            Path(stage.split(":", 1)[1]).name, ", ".join(abandoned),
+        )  # fmt: skip
+    return abandoned
 
 
 def source_checksum(packages: tuple[str, ...] = PACKAGES) -> str:

@@ -29,6 +29,7 @@ from kinpath.pipelines.run import (
     register_champion,
     run,
 )
+from kinpath.pipelines.stages import STAGE_TAG, stage_id
 from kinpath.pipelines.synthetic import synthetic_reports
 from tests.pipelines.test_report import check_html
 
@@ -86,6 +87,10 @@ def test_end_to_end_then_cached(
     mlflow.set_tracking_uri(uri)
     champion = mlflow.MlflowClient().get_model_version_by_alias("kinpath-demo", "champion")
     assert champion.run_id == best["run_id"]
+    # its run names the stage that made it: a later attempt closes what a killed one left open
+    fit_folder = next(s for s in fits if fits[s] is best)
+    tags = mlflow.MlflowClient().get_run(best["run_id"]).data.tags
+    assert tags[STAGE_TAG] == stage_id(tmp_path / "work" / fit_folder)
     assert (
         "registered as models:/kinpath-demo@champion" in out
         and "lowest mean validation loss" in out
