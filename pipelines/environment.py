@@ -1,6 +1,6 @@
 """What a run was made with, for the auditor who asks whether a model can be rebuilt: every
-installed distribution's version, the interpreter and platform, the thread settings and the
-determinism switches. ``kinpath run`` writes it once per environment into
+installed distribution's version, the interpreter and platform, the processor, the thread
+settings and the determinism switches. ``kinpath run`` writes it once per environment into
 ``work/environments/<id>.json`` and names that id in the ``stage.json`` of each stage it
 runs, so a cached stage keeps pointing at the environment that made it."""
 
@@ -18,6 +18,41 @@ from pathlib import Path
 # how Python and CUDA order their work
 VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED",
              "CUBLAS_WORKSPACE_CONFIG")  # fmt: skip
+# the instruction sets that decide which kernels torch (oneDNN), numpy's and gensim's BLAS
+# run: the same code, versions and threads on a processor with other ones sum in another
+# order, and a fit's figures move (docs/results/tcga.md)
+INSTRUCTION_SETS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+                    "amx_tile", "amx_int8", "amx_bf16")  # fmt: skip
+
+
+def processor() -> dict:
+    """The processor's model and those of :data:`INSTRUCTION_SETS` it has (Linux's
+    /proc/cpuinfo; elsewhere the platform's name alone), and the kernels torch dispatches to."""
+    import torch
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    for line in info.split("\n\n", 1)[0].splitlines():  # the first processor's block
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+    return {
+        "model": model,
+        "instruction_sets": [f for f in INSTRUCTION_SETS if f in flags],
+        "torch_kernels": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def machine() -> str:
+    """The machine in a documentation page's line of what made it: its name, CPUs,
+    processor and torch's kernels."""
+    p = processor()
+    return f"{platform.node()} ({os.cpu_count()} CPUs, {p['model']}, torch kernels {p['torch_kernels']})"
 
 
 def environment(reproducible: bool, word2vec_workers: int) -> dict:
@@ -33,6 +68,7 @@ def environment(reproducible: bool, word2vec_workers: int) -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "processor": processor(),
         "threads": {
             "torch": torch.get_num_threads(),
             "torch_interop": torch.get_num_interop_threads(),

@@ -65,6 +65,8 @@ class RunResults:
     seeds: dict[str, list[int]]  # which seeds each method was fitted with
     champion_reason: str = ""  # why the champion is the registered method
     stage_seconds: dict[str, float] = field(default_factory=dict)  # each stage, as made
+    # the environments that made the stages (work/environments/<id>.json), each with its stages
+    environments: dict[str, dict] = field(default_factory=dict)
 
 
 def stage_table(seconds: dict[str, float]) -> str:
@@ -73,6 +75,30 @@ def stage_table(seconds: dict[str, float]) -> str:
     rows = ["| stage | time |", "|---|---|"]
     rows += [f"| {name} | {duration(s)} |" for name, s in seconds.items()]
     rows.append(f"| **total** | {duration(sum(seconds.values()))} |")
+    return "\n".join(rows)
+
+
+PACKAGES_SHOWN = ("torch", "numpy", "scipy", "gensim", "scikit-learn", "pytorch-lightning")
+
+
+def environment_table(environments: dict[str, dict]) -> str:
+    """One row per environment that made a stage: which stages, the processor and the kernels
+    torch picked on it, the threads and the versions that decide a fit's floating-point sums.
+    A rebuild that differs from the published figures reads here whether these did."""
+    head = ["environment", "stages", "processor", "torch kernels", "threads (torch / word2vec)",
+            "python", *PACKAGES_SHOWN]  # fmt: skip
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    every = sum(len(e["stages"]) for e in environments.values())
+    for ident, e in environments.items():
+        cpu, threads, packages = e.get("processor", {}), e["threads"], e["packages"]
+        rows.append("| " + " | ".join([
+            ident, "all" if len(e["stages"]) == every else ", ".join(e["stages"]),
+            cpu.get("model", "not recorded"),
+            f"{cpu.get('torch_kernels', 'not recorded')} "
+            f"({', '.join(cpu['instruction_sets']) if 'instruction_sets' in cpu else '—'})",
+            f"{threads['torch']} / {threads['word2vec_workers']}", e["python"],
+            *(packages.get(p, "—") for p in PACKAGES_SHOWN),
+        ]) + " |")  # fmt: skip
     return "\n".join(rows)
 
 
@@ -150,6 +176,13 @@ def write_report(folder: Path, made: RunResults) -> dict[str, str]:
                      "took from the cache keeps the time of the run that made it. The report's "
                      "own stage is not counted."),
         ]),) if made.stage_seconds else ()),
+        *((("Environment", [
+            ("table", environment_table(made.environments)),
+            ("text", "What made the stages (work/environments/), with the versions of the "
+                     "libraries whose arithmetic a fit's figures depend on; every installed "
+                     "version is in the environment's file. The same code, versions and threads "
+                     "give the same bytes on the same processor; on another the figures move."),
+        ]),) if made.environments else ()),
         ("Plots", [("image", p.name) for p in plots]),
     ]  # fmt: skip
     (folder / "results.md").write_text(render_markdown("kinpath results", sections))
@@ -196,9 +229,9 @@ def publish_page(page: str, dest: Path, command: str) -> Path:
     """Write a markdown page into the documentation under what made it: the command, the
     date, the machine and the commit (the page's own title gives way to the command)."""
     import datetime as dt
-    import os
-    import platform
     import subprocess
+
+    from kinpath.pipelines.environment import machine
 
     body = page.split("\n", 1)[1]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -206,8 +239,8 @@ def publish_page(page: str, dest: Path, command: str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(
         f"# Results of `{command}`\n\n"
-        f"Written by that command on {dt.date.today()}, {platform.node()} "
-        f"({os.cpu_count()} CPUs), kinpath {commit or 'outside a git checkout'}.\n" + body
+        f"Written by that command on {dt.date.today()}, {machine()}, "
+        f"kinpath {commit or 'outside a git checkout'}.\n" + body
     )
     return dest
 

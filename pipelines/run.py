@@ -319,7 +319,7 @@ def run(
 
         made = RunResults(results | {"tfidf-logreg": base["metrics"]}, spreads, emb, pred, model,
                           champion, champion_fit, tracking_uri, seeds_of, reason,
-                          st.seconds())  # fmt: skip
+                          st.seconds(), st.environments())  # fmt: skip
         return write_report(folder, made)
 
     fit_stages = [n for n in st.keys if n.startswith(("fit-", "ensemble", "distill-"))]

@@ -110,6 +110,18 @@ class Stages:
             for name in self.keys
         }
 
+    def environments(self) -> dict[str, dict]:
+        """The environments that made the stages run so far (``work/environments/<id>.json``,
+        where recorded), each with the names of its stages, in run order."""
+        made: dict[str, dict] = {}
+        for name in self.keys:
+            ident = json.loads((self.work / name / "stage.json").read_text()).get("environment")
+            path = self.work / "environments" / f"{ident}.json"
+            if ident and path.exists():
+                made.setdefault(ident, json.loads(path.read_text()) | {"stages": []})
+                made[ident]["stages"].append(name)
+        return made
+
 
 def stage_id(folder: Path) -> str:
     """The ``kinpath.stage`` tag of a stage's runs: the machine and the stage's folder."""

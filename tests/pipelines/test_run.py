@@ -57,6 +57,8 @@ def test_end_to_end_then_cached(
     # the results page of the documentation: what made it, then the report's own sections
     published = (tmp_path / "docs/results/run.md").read_text()
     assert published.startswith("# Results of `") and "Written by that command on" in published
+    # the machine, so that a reader can tell two pages' processors apart
+    assert f"torch kernels {torch.backends.cpu.get_cpu_capability()}" in published.splitlines()[2]
     assert "](run/f1_by_initialization.png)" in published
     assert (tmp_path / "docs/results/run/f1_by_initialization.png").exists()
     page = (tmp_path / "work/report/results.html").read_text()
@@ -138,6 +140,11 @@ def test_end_to_end_then_cached(
     recorded = json.loads(envs[0].read_text())
     assert recorded["reproducible"] and recorded["threads"]["word2vec_workers"] == 1
     assert recorded["packages"]["torch"] == torch.__version__
+    assert recorded["processor"]["torch_kernels"] == torch.backends.cpu.get_cpu_capability()
+    # and the results page says what made its stages
+    environments = md.split("## Environment", 1)[1].split("\n## ", 1)[0]
+    assert f"| {envs[0].stem} | all | " in environments
+    assert f"| {torch.__version__} |" in environments
 
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model("models:/kinpath-demo@champion")
