@@ -9,9 +9,13 @@ This times one training step of the encoder alone (embeddings → three widths o
 * ``eager``: ``nn.Conv1d`` per width (oneDNN on CPU), what the model runs;
 * ``one-gemm``: every width's offsets stacked into one matrix product ``[B·T, D] × [D, F·Σk]``
   and shifted sums (the int8 scoring path's formulation, here in fp32 with autograd);
-* ``compiled``: the eager encoder under ``torch.compile`` (inductor; its compile time apart).
+* ``compiled``: the eager encoder under ``torch.compile`` (inductor; its compile time apart);
+* ``bf16``: the eager encoder under CPU autocast to bfloat16, what ``trainer.precision:
+  bf16-mixed`` runs; it can pay only where the processor multiplies bf16 in hardware
+  (``avx512_bf16``, ``amx_bf16``: the run prints which it has).
 
-Prints the median step of each and its ratio to eager's, and checks that the three agree.
+Prints the median step of each and its ratio to eager's, and how far each one's gradient is
+from eager's (fp32 ways agree to rounding; bf16 to its 8-bit mantissa).
 
     python bench/conv_training.py
 """
@@ -28,6 +32,7 @@ import torch
 from torch import nn
 
 from kinpath.phenotyping.network import MTCNN
+from kinpath.pipelines.environment import machine, processor
 
 
 def main() -> None:
@@ -62,6 +67,10 @@ def main() -> None:
             at += k * f
         return out
 
+    def bf16(emb: torch.Tensor) -> list[torch.Tensor]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return eager(emb)
+
     def step_of(encoder: Callable[[torch.Tensor], list[torch.Tensor]]):
         def step(emb: torch.Tensor) -> torch.Tensor:
             return sum(
@@ -72,7 +81,8 @@ def main() -> None:
 
     emb0 = torch.randn(args.batch, args.tokens, args.dim)
     compiled = torch.compile(step_of(eager))
-    ways = {"eager": step_of(eager), "one-gemm": step_of(one_gemm), "compiled": compiled}
+    ways = {"eager": step_of(eager), "one-gemm": step_of(one_gemm), "compiled": compiled,
+            "bf16": step_of(bf16)}  # fmt: skip
 
     def timed_step(fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple[float, torch.Tensor]:
         """One forward and backward: its seconds and the word vectors' gradient."""
@@ -87,9 +97,10 @@ def main() -> None:
     first, grads = {}, {}
     for name, fn in ways.items():
         first[name], grads[name] = timed_step(fn)
-    for name in ("one-gemm", "compiled"):
-        gap = (grads[name] - grads["eager"]).abs().max().item()
-        print(f"{name}: largest gradient difference from eager {gap:.2e}")
+    scale = grads["eager"].abs().max().item()
+    for name in ("one-gemm", "compiled", "bf16"):
+        gap = (grads[name].float() - grads["eager"]).abs().max().item()
+        print(f"{name}: largest gradient difference from eager {gap:.2e} (of {scale:.2e})")
 
     times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(args.steps):  # interleaved, so a change in the machine's speed hits all three
@@ -97,7 +108,8 @@ def main() -> None:
             times[name].append(timed_step(fn)[0])
     base = statistics.median(times["eager"])
     print(f"\nbatch {args.batch} × {args.tokens} tokens × {args.dim} dims, {args.filters} filters "
-          f"per width {widths}, {args.threads} threads, torch {torch.__version__}")  # fmt: skip
+          f"per width {widths}, {args.threads} threads, torch {torch.__version__}; {machine()}, "
+          f"instruction sets {', '.join(processor()['instruction_sets']) or 'none listed'}")  # fmt: skip
     print("| way | median step (s) | / eager | first step (s) |")
     print("|---|---|---|---|")
     for name, ts in times.items():
