@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from kinpath.pipelines.environment import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -258,7 +258,7 @@ def render(rows: list[dict], name: str, args: argparse.Namespace) -> str:
     lines = [
         "# Evidence quality",
         "",
-        f"Measured {dt.date.today()} on {platform.node()} ({os.cpu_count()} CPUs), model {name}, "
+        f"Measured {dt.date.today()} on {machine()}, model {name}, "
         f"fp32, on the test split of {', '.join(f'`{s}`' for s in args.splits)}, with",
         f"`python bench/evidence_quality.py --model <model> --graph <graph folder> --methods {' '.join(args.methods)} --ig-steps {args.ig_steps} --splits {' '.join(args.splits)}`. "
         "Spans: `windows` is what kinpath emits; `ig` is integrated gradients, for comparison.",

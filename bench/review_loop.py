@@ -27,7 +27,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from kinpath.pipelines.environment import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -242,7 +243,7 @@ def render(results: dict, args: argparse.Namespace) -> str:
     lines = [
         "# The review loop: queue order against random",
         "",
-        f"Measured {dt.date.today()} on {platform.node()} ({os.cpu_count()} CPUs) with",
+        f"Measured {dt.date.today()} on {machine()} with",
         "`python bench/review_loop.py --embeddings <word2vec vectors> --graph <NCI graph> "
         f"--out <folder> --n {' '.join(map(str, args.n))} --seeds {' '.join(map(str, args.seeds))} "
         + (f"--max-epochs {args.max_epochs}" if args.max_epochs is not None else "")

@@ -31,8 +31,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import platform
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +41,7 @@ import pandas as pd
 
 from kinpath.common import InputError
 from kinpath.kg.reports import read_reports
+from kinpath.pipelines.environment import machine
 
 log = logging.getLogger(__name__)
 
@@ -327,8 +326,8 @@ def evaluate(
     # the day the last fold was fitted or scored, not the day a report_only call drew the page
     measured = (dt.date.fromtimestamp(results_file.stat().st_mtime) if results_file.exists()
                 else dt.date.today())  # fmt: skip
-    page = render(results, {"command": command, "grouping": grouping, "unfinished": done, "machine": f"{platform.node()} "
-                            f"({os.cpu_count()} CPUs)", "date": str(measured)})  # fmt: skip
+    page = render(results, {"command": command, "grouping": grouping, "unfinished": done, "machine": machine(),
+                            "date": str(measured)})  # fmt: skip
     (out / "institutions.md").write_text(page)
     if docs is not None:
         docs.parent.mkdir(parents=True, exist_ok=True)
