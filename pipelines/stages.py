@@ -49,6 +49,9 @@ class Stages:
         self.tracking_uri = tracking_uri  # the store the stages' runs go to (None: MLflow's)
         self.keys: dict[str, str] = {}
         self.outputs: dict[str, dict] = {}
+        # each stage's seconds and environment as its stage.json holds them (a cached stage's
+        # are those of the run that made it)
+        self.made: dict[str, dict] = {}
         self.timings: dict[str, str] = {}
 
     def run(
@@ -83,6 +86,7 @@ class Stages:
             elif saved.get("key") == key:
                 log.info("stage %-12s cached (%s)", name, key)
                 self.keys[name], self.outputs[name] = key, saved["output"]
+                self.made[name] = saved
                 self.timings[name] = "cached"
                 return saved["output"]
         stage = stage_id(folder)
@@ -97,7 +101,7 @@ class Stages:
         seconds = time.perf_counter() - t
         made = {"key": key, "seconds": round(seconds, 1), "environment": self.environment}
         state.write_text(json.dumps(made | {"output": output}, indent=2, default=str) + "\n")
-        self.keys[name], self.outputs[name] = key, output
+        self.keys[name], self.outputs[name], self.made[name] = key, output, made
         self.timings[name] = f"{seconds:.0f}s"
         log.info("stage %-12s done in %.1fs", name, seconds)
         return output
@@ -105,17 +109,14 @@ class Stages:
     def seconds(self) -> dict[str, float]:
         """The seconds each stage run so far took when it was made (its stage.json), in
         order: a cached stage's are those of the run that made it."""
-        return {
-            name: json.loads((self.work / name / "stage.json").read_text())["seconds"]
-            for name in self.keys
-        }
+        return {name: self.made[name]["seconds"] for name in self.keys}
 
     def environments(self) -> dict[str, dict]:
         """The environments that made the stages run so far (``work/environments/<id>.json``,
         where recorded), each with the names of its stages, in run order."""
         made: dict[str, dict] = {}
         for name in self.keys:
-            ident = json.loads((self.work / name / "stage.json").read_text()).get("environment")
+            ident = self.made[name].get("environment")
             path = self.work / "environments" / f"{ident}.json"
             if ident and path.exists():
                 made.setdefault(ident, json.loads(path.read_text()) | {"stages": []})
