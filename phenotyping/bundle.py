@@ -65,7 +65,7 @@ from kinpath.phenotyping.decode import Decoder, decode
 from kinpath.phenotyping.drift import Reference
 from kinpath.phenotyping.evidence import emitted_classes
 from kinpath.phenotyping.network import MTCNN, KnowledgeHead
-from kinpath.phenotyping.precision import PRECISIONS, Precision
+from kinpath.phenotyping.precision import PRECISIONS, Precision, native_bf16
 from kinpath.phenotyping.scope import similarity
 from kinpath.phenotyping.vocab import MIN_TOKENS, PAD, UNK, Vocabulary
 
@@ -194,16 +194,6 @@ class Bundle:
 # largest move of a class probability that bf16 made on the TCGA champion's validation
 # reports (docs/guides/deploy.md, "Speed")
 BF16_RECHECK = 0.06
-
-
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere oneDNN
-    emulates it, slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
 def load_bundle(folder: Path, device: str = "cpu", precision: Precision = "auto") -> Bundle:

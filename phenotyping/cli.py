@@ -23,9 +23,11 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from jsonargparse import lazy_instance
+from lightning_fabric.plugins.precision.precision import _PRECISION_INPUT
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.cli import (
@@ -41,6 +43,7 @@ from kinpath.phenotyping.callbacks import EpochLine, TestArtifacts
 from kinpath.phenotyping.data import ReportDataModule
 from kinpath.phenotyping.module import MTCNNModule
 from kinpath.phenotyping.network import KNOWLEDGE_HEADS
+from kinpath.phenotyping.precision import training_precision
 from kinpath.phenotyping.store import tracking_uri
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ class MlflowSaveConfig(SaveConfigCallback):
             return
         text = self.parser.dump(self.config, skip_none=False)
         logger.experiment.log_text(logger.run_id, text, "config.yaml")
+        # config.yaml may say auto: the run says what trained
+        logger.experiment.set_tag(logger.run_id, "trainer.precision", str(trainer.precision))
         dm = getattr(trainer, "datamodule", None)
         if isinstance(dm, ReportDataModule):
             with tempfile.TemporaryDirectory() as tmp:
@@ -69,6 +74,25 @@ class MlflowSaveConfig(SaveConfigCallback):
                 logger.experiment.set_tag(
                     logger.run_id, "kg.checksum", str(m.get("graph_checksum"))
                 )
+
+
+class PhenotypingTrainer(Trainer):
+    """Lightning's Trainer, whose ``precision`` also takes ``auto``: ``bf16-mixed`` where the
+    hardware computes in bf16 (a CUDA GPU with bf16; a CPU with ``avx512_bf16`` or
+    ``amx_bf16``), ``32-true`` elsewhere (:func:`~kinpath.phenotyping.precision.training_precision`).
+    What it picked, and why, goes to the log and to the MLflow run's ``trainer.precision`` tag."""
+
+    def __init__(
+        self,
+        *args: object,
+        precision: Literal["auto"] | _PRECISION_INPUT | None = None,
+        **kwargs: object,
+    ) -> None:
+        picked: object = precision
+        if precision == "auto":
+            picked, why = training_precision(kwargs.get("accelerator", "auto"))
+            log.info("trainer.precision auto: %s (%s)", picked, why)
+        super().__init__(*args, precision=picked, **kwargs)  # type: ignore[arg-type]
 
 
 def _graph_codes(heads: str) -> bool:
@@ -211,6 +235,7 @@ def cli(
         MTCNNModule,
         ReportDataModule,
         seed_everything_default=42,
+        trainer_class=PhenotypingTrainer,
         trainer_defaults=trainer_defaults(),
         save_config_callback=MlflowSaveConfig,
         save_config_kwargs={"save_to_log_dir": False},

@@ -98,6 +98,7 @@ def test_fit_tracks_in_mlflow_without_report_text(
     assert "val/site/macro_f1" in run.data.metrics and "test/site/coverage" in run.data.metrics
     assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 2  # one per epoch
     assert run.info.run_name == "mtcnn"  # named after its config file
+    assert run.data.tags["trainer.precision"] == "32-true"  # what trained, whatever the config said
     # off a terminal, one line per epoch with its own validation figures
     assert "epoch 1/2: val loss" in caplog.text and "epoch 2/2: val loss" in caplog.text
     first = client.get_metric_history(run.info.run_id, "val/site/macro_f1")[0].value
@@ -123,3 +124,27 @@ def test_fit_tracks_in_mlflow_without_report_text(
         t = " ".join(text.lower().split())
         for i in range(0, max(1, len(t) - 40), 40):
             assert t[i : i + 40] not in blob
+
+
+@pytest.mark.parametrize("found", [[], ["avx512_bf16"]])
+def test_precision_auto_trains_in_bf16_where_the_cpu_multiplies_it(
+    found: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    from kinpath.phenotyping import precision
+
+    monkeypatch.setattr(precision, "bf16_instructions", lambda: found)
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO)
+    c = cli(["fit", "-c", str(ROOT / "configs/mtcnn.yaml"), "--data.data",
+             str(ROOT / "tests/fixtures/reports.csv"), "--trainer.fast_dev_run=true",
+             "--trainer.accelerator=cpu", "--trainer.precision=auto"])  # fmt: skip
+    want = "bf16-mixed" if found else "32-true"
+    assert c.trainer.precision == want and c.trainer.global_step == 1
+    # says what it picked and why
+    assert f"trainer.precision auto: {want} (this CPU " in caplog.text
+    # a precision named in the config is taken as it is
+    c = cli(["fit", "-c", str(ROOT / "configs/mtcnn.yaml"), "--data.data",
+             str(ROOT / "tests/fixtures/reports.csv"), "--trainer.fast_dev_run=true",
+             "--trainer.precision=32-true"])  # fmt: skip
+    assert c.trainer.precision == "32-true"

@@ -16,7 +16,6 @@ from kinpath.phenotyping.bundle import (
     Bundle,
     close_calls,
     load_bundle,
-    native_bf16,
     save_bundle,
     score_ids,
 )
@@ -24,6 +23,7 @@ from kinpath.phenotyping.data import ReportDataModule
 from kinpath.phenotyping.labels import code_terms
 from kinpath.phenotyping.module import MTCNNModule
 from kinpath.phenotyping.network import LabelWeightsHead
+from kinpath.phenotyping.precision import native_bf16
 
 ROOT = Path(__file__).resolve().parents[2]
 
