@@ -8,7 +8,11 @@ is flagged when it exceeds twice the seed spread: the row's own standard deviati
 where either page fitted it with several (the larger of the two), else the largest standard
 deviation of any several-seed row of that split and task on either page.
 
+With ``--stages``, the two pages' "Stage times" tables instead: each stage's time before and
+after and their ratio, and the totals.
+
     python bench/table_diff.py docs/results/tcga.md docs/results/tcga-run.md
+    python bench/table_diff.py --stages docs/results/tcga-run-2026-12-08-fp32.md docs/results/tcga-run.md
 """
 
 from __future__ import annotations
@@ -49,6 +53,61 @@ def read_tables(page: Path) -> dict[tuple[str, str, str], list[Cell]]:
     return out
 
 
+def seconds(text: str) -> float:
+    """``4 min 34 s``, ``42.7 s``, ``1 h 2 min 3 s`` as seconds."""
+    parts = re.findall(r"([\d.]+) (h|min|s)\b", text)
+    if not parts:
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(v) * {"h": 3600, "min": 60, "s": 1}[unit] for v, unit in parts)
+
+
+def read_stage_times(page: Path) -> dict[str, float]:
+    """Stage → seconds, from the page's ``## Stage times`` table (its total row left out)."""
+    out: dict[str, float] = {}
+    inside = False
+    for line in page.read_text().splitlines():
+        if line.startswith("## "):
+            inside = line.strip() == "## Stage times"
+            continue
+        if not inside or not line.startswith("| ") or line.startswith(("| stage", "|---")):
+            continue
+        stage, time = (c.strip() for c in line.strip().strip("|").split("|")[:2])
+        if stage != "**total**":
+            out[stage] = seconds(time)
+    if not out:
+        raise ValueError(f"{page}: no stage times found")
+    return out
+
+
+def stage_rows(before: Path, after: Path) -> list[tuple[str, float | None, float | None]]:
+    """(stage, seconds before, seconds after), in the after page's order, then the stages
+    only the before page has."""
+    a, b = read_stage_times(before), read_stage_times(after)
+    return [(s, a.get(s), b.get(s)) for s in [*b, *(s for s in a if s not in b)]]
+
+
+def duration(x: float | None) -> str:
+    if x is None:
+        return "—"
+    h, rest = divmod(round(x), 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h} h {m:02d} min {s:02d} s"
+    return f"{m} min {s:02d} s" if m else f"{x:.1f} s"
+
+
+def print_stages(before: Path, after: Path) -> None:
+    rows = stage_rows(before, after)
+    print("| stage | before | after | after / before |")
+    print("|---|---|---|---|")
+    for stage, a, b in rows:
+        ratio = f"{b / a:.2f}" if a and b else "—"
+        print(f"| {stage} | {duration(a)} | {duration(b)} | {ratio} |")
+    both = [(a, b) for _, a, b in rows if a is not None and b is not None]
+    ta, tb = sum(a for a, _ in both), sum(b for _, b in both)
+    print(f"| **total** (stages on both) | {duration(ta)} | {duration(tb)} | {tb / ta:.2f} |")
+
+
 def diff(before: Path, after: Path, metric: str = "macro") -> list[tuple]:
     """Rows (split, method, task, before, after, change, limit, outside) of cells on both pages."""
     i = METRICS[metric]
@@ -74,7 +133,11 @@ def main() -> None:
     ap.add_argument("after", type=Path)
     ap.add_argument("--metric", choices=sorted(METRICS), default="macro")
     ap.add_argument("--outside", action="store_true", help="only the cells outside the spread")
+    ap.add_argument("--stages", action="store_true", help="the stage times instead of the cells")
     args = ap.parse_args()
+    if args.stages:
+        print_stages(args.before, args.after)
+        return
     rows = diff(args.before, args.after, args.metric)
     print(f"| split | method | task | {args.metric}-F1 before | after | change | 2 × spread |")
     print("|---|---|---|---|---|---|---|")
