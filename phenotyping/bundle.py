@@ -196,8 +196,24 @@ class Bundle:
 BF16_RECHECK = 0.06
 
 
+def resolve_device(device: str) -> torch.device:
+    """``auto``: the first CUDA GPU where torch sees one, else the CPU; ``cpu``, ``cuda``,
+    ``cuda:N`` as named. A GPU asked for where torch sees none is a ValueError that says so."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device}: torch sees no CUDA GPU on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    return dev
+
+
 def load_bundle(folder: Path, device: str = "cpu", precision: Precision = "auto") -> Bundle:
-    """``precision``: ``int8`` scores the convolutions as int8 matrix products
+    """``device``: as :func:`resolve_device`. ``precision``: ``int8`` scores the convolutions as int8 matrix products
     (:class:`~kinpath.phenotyping.network.Int8Convs`, CPU only), ``bf16`` scores in bfloat16
     autocast and scores again in fp32 the reports where a task's answer is a close call
     (:data:`BF16_RECHECK`), ``fp32`` as trained. ``auto`` is int8 for plain heads on a
@@ -214,7 +230,7 @@ def load_bundle(folder: Path, device: str = "cpu", precision: Precision = "auto"
         t: torch.zeros(cfg["num_classes"][t], cfg["embedding_dim"])
         for t in cfg.get("knowledge_tasks", [])
     }
-    dev = torch.device(device)
+    dev = resolve_device(device)
     cpu_int8 = dev.type == "cpu" and "fbgemm" in torch.backends.quantized.supported_engines
     if precision == "auto":
         if dev.type == "cpu" and cpu_int8 and not knowledge:

@@ -48,7 +48,13 @@ from tqdm.auto import tqdm
 
 from kinpath.common import InputError
 from kinpath.kg.reports import Record, read_records, table_sha256
-from kinpath.phenotyping.bundle import Bundle, ChunkEncoder, Encoding
+from kinpath.phenotyping.bundle import (
+    Bundle,
+    ChunkEncoder,
+    Encoding,
+    load_bundle,
+    resolve_device,
+)
 from kinpath.phenotyping.drift import Accumulator, check
 from kinpath.phenotyping.precision import Precision
 from kinpath.pipelines.jobfiles import csv_safe, locked, same_job, write_atomic
@@ -66,14 +72,21 @@ class LoadedModel:
     bundle: Bundle
 
 
-def load_model(uri: str, tracking: str | None = None, precision: Precision = "auto") -> LoadedModel:
+def load_model(
+    uri: str, tracking: str | None = None, precision: Precision = "auto", device: str = "cpu"
+) -> LoadedModel:
     """Load a pyfunc model (``models:/NAME@ALIAS``, ``models:/NAME/V``, ``runs:/...``, a path);
     ``precision``: auto (int8 convolutions on a CPU for plain heads, checked bf16 for
-    label-knowledge heads on a CPU with bf16 in hardware), fp32, int8 or bf16
-    (phenotyping.bundle)."""
+    label-knowledge heads on a CPU with bf16 in hardware), fp32, int8 or bf16;
+    ``device``: cpu, cuda, cuda:N, or auto (a GPU where torch sees one) (phenotyping.bundle)."""
     import mlflow
 
     from kinpath.phenotyping.store import existing_store, tracking_uri, using_store
+
+    try:  # before the model is fetched, maybe from a remote registry
+        device = str(resolve_device(device))
+    except ValueError as e:
+        raise InputError(f"--device: {e}") from None
 
     # a registered model or a run's is read from the store, which must exist; a path is not
     store = (
@@ -106,7 +119,10 @@ def load_model(uri: str, tracking: str | None = None, precision: Precision = "au
         detail = e.message if isinstance(e, mlflow.exceptions.MlflowException) else (
             e.strerror or type(e).__name__)  # fmt: skip
         raise InputError(f"cannot load the model {uri} (store {store}): {detail}") from None
-    return LoadedModel(uri, version, model.unwrap_python_model().bundle)
+    bundle = model.unwrap_python_model().bundle
+    if str(bundle.device) != device:  # on a GPU: a model registered before it took a device
+        bundle = load_bundle(bundle.folder, device=device, precision=precision)
+    return LoadedModel(uri, version, bundle)
 
 
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
@@ -313,6 +329,7 @@ def predict(
         "model": model.uri,
         "model_version": model.version,
         "precision": model.bundle.precision,
+        "device": str(model.bundle.device),
         "records": len(df),
         "scored": int(ok.sum()),
         "truncated": int((df["status"] == "truncated").sum()),

@@ -50,6 +50,7 @@ def log_job(summary: Mapping[str, object], store: str, kind: str) -> str:
     tags = {
         "kinpath.model_version": version,
         "kinpath.precision": str(summary.get("precision", "")),
+        "kinpath.device": str(summary.get("device", "")),
         "kinpath.input_kind": kind,
         "kinpath.drift_verdict": str(drift.get("verdict", "unknown")),  # type: ignore[attr-defined]
         "kinpath.drift_alarms": ",".join(drift.get("alarms") or []),  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ def predict(
     concepts: bool = False,
     workers: int = 1,
     precision: Precision = "auto",
+    device: str = "auto",
 ) -> None:
     """Score reports with a registered model; one output row per input record, then a JSON summary.
 
@@ -53,6 +54,7 @@ def predict(
         precision: auto (int8 convolutions on a CPU for plain heads; for label-knowledge
             heads bf16 on a CPU with bf16 in hardware, with close calls scored again in fp32;
             fp32 elsewhere and on a GPU), fp32, int8, or bf16.
+        device: auto (the GPU where torch sees one, else the CPU), cpu, cuda or cuda:N.
     """
     from kinpath.common import InputError
 
@@ -75,14 +77,14 @@ def predict(
     if warehouse:
         from kinpath.pipelines.omop import score_notes
 
-        summary = score_notes(load_model(model, tracking_uri, precision), input, notes,
+        summary = score_notes(load_model(model, tracking_uri, precision, device), input, notes,
                               chunk_size, batch_size, concepts, workers)  # fmt: skip
         kind = "warehouse"
     else:
         if output is None:
             raise InputError("--output is required for a file input")
         summary = run_batch(
-            load_model(model, tracking_uri, precision), Path(input), output, resume=resume,
+            load_model(model, tracking_uri, precision, device), Path(input), output, resume=resume,
             overwrite=overwrite, chunk_size=chunk_size, batch_size=batch_size, id_column=id_column,
             text_column=text_column, workers=workers,
         )  # fmt: skip
@@ -101,6 +103,7 @@ def drift(
     chunk_size: int = 500,
     workers: int = 1,
     precision: Precision = "auto",
+    device: str = "auto",
 ) -> None:
     """Check a batch of reports against what the model was validated on, before scoring them.
 
@@ -116,13 +119,14 @@ def drift(
         chunk_size: Reports read and scored at a time.
         workers: Processes that tokenize the next chunks while one is scored; 0: none.
         precision: auto, fp32, int8 or bf16 (as kinpath predict).
+        device: auto, cpu, cuda or cuda:N (as kinpath predict).
     """
     from kinpath.common import InputError
     from kinpath.pipelines.batch import check_drift, load_model
 
     if model is None or input is None:
         raise InputError("--model and --input are required")
-    verdict = check_drift(load_model(model, tracking_uri, precision), Path(input), id_column,
+    verdict = check_drift(load_model(model, tracking_uri, precision, device), Path(input), id_column,
                           text_column, chunk_size, workers)  # fmt: skip
     print(json.dumps(verdict, indent=2))
     if verdict.get("verdict") == "stop":

@@ -160,11 +160,14 @@ class KinpathModel(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         """``model_config={"precision": "fp32"}`` at load time scores as trained; the
         default, ``auto``, uses int8 convolutions on a CPU for plain heads and checked bf16
-        for label-knowledge heads on a CPU with bf16 in hardware (phenotyping.bundle)."""
+        for label-knowledge heads on a CPU with bf16 in hardware (phenotyping.bundle).
+        ``{"device": "cuda"}`` scores on a GPU (``auto``: one where torch sees it); the
+        default is the CPU."""
         config = getattr(context, "model_config", None) or {}
         self.bundle = load_bundle(
-            Path(context.artifacts["bundle"]), precision=config.get("precision", "auto")
-        )
+            Path(context.artifacts["bundle"]), device=config.get("device", "cpu"),
+            precision=config.get("precision", "auto"),
+        )  # fmt: skip
 
     def predict(
         self,

@@ -251,6 +251,7 @@ def score_notes(
             summary: dict[str, object] = {"input": "warehouse note table", "model": model.uri,
                                           "model_version": model.version,
                                           "precision": model.bundle.precision,
+                                          "device": str(model.bundle.device),
                                           "selection": asdict(selection), "job": key}  # fmt: skip
             if finished:
                 return summary | {"notes_scored_now": 0, "finished_before": True}

@@ -80,8 +80,8 @@ def register(
                 artifacts={"bundle": bundle},
                 signature=signature(tasks),
                 metadata=metadata,
-                # the default a loader can override (model_config={"precision": "fp32"})
-                model_config={"precision": "auto"},
+                # the defaults a loader can override (model_config={"precision": "fp32"})
+                model_config={"precision": "auto", "device": "cpu"},
                 code_paths=_package_dirs(),
                 pip_requirements=_requirements(Path(bundle)),
             )

@@ -65,6 +65,7 @@ def test_every_bad_record_gets_its_own_error_row(registered: Registered, tmp_pat
     assert summary["records"] == 10 and summary["scored"] == 4 and summary["truncated"] == 1
     assert set(summary["abstention_rate"]) >= {"site", "histology"}
     assert summary["precision"] == model.bundle.precision  # what scored, for the job's log
+    assert summary["device"] == "cpu"
 
 
 def test_refuses_to_clobber_and_formats(registered: Registered, tmp_path: Path) -> None:

@@ -261,3 +261,18 @@ def test_a_reports_scores_do_not_depend_on_its_batch(
         assert (runs[0].filter(like="_label") == other.filter(like="_label")).all().all()
     for df in runs:
         assert ((df[probs] >= 0) & (df[probs] <= 1)).all().all()
+
+
+def test_the_device_is_checked_before_the_model_loads(registered: Registered) -> None:
+    import torch
+
+    # auto is the CPU where torch sees no GPU, and the summary of a job says which scored
+    model = load_model(registered.champion, registered.tracking_uri, device="auto")
+    assert model.bundle.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(
+        InputError, match=r"--device: device must be auto, cpu, cuda or cuda:N, not 'tpu'"
+    ):
+        load_model(registered.champion, registered.tracking_uri, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="--device: device cuda: torch sees no CUDA GPU"):
+            load_model(registered.champion, registered.tracking_uri, device="cuda")
