@@ -40,6 +40,8 @@ from typing import Any
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 
+from kinpath.phenotyping.precision import bf16_instructions
+
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = (
     ("data", "data loading"),
@@ -61,6 +63,7 @@ class Clock(Callback):
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.batches = 0
+        self.precision = ""  # what the fit trained in (the config may say auto)
         self._mark = 0.0
         self._forward_parts = 0.0
         self._training = False
@@ -174,6 +177,7 @@ def profile(heads: str, a: argparse.Namespace, tmp: Path) -> tuple[Clock, Nodes]
     } | ({"trainer.deterministic": "warn"} if a.deterministic else {})  # fmt: skip
     c = cli(nested(options) | {"config": [str(a.config)]}, run=False, quiet=True)
     clock = Clock()
+    clock.precision = str(c.trainer.precision)
     clock.attach(c.model)
     c.trainer.callbacks.append(clock)  # type: ignore[attr-defined]
     c.trainer.fit(c.model, datamodule=c.datamodule)
@@ -181,7 +185,7 @@ def profile(heads: str, a: argparse.Namespace, tmp: Path) -> tuple[Clock, Nodes]
     # own cost stays out of the epoch's clock
     nodes = Nodes()
     Trainer(max_epochs=1, limit_train_batches=nodes.skip + nodes.n, limit_val_batches=0,
-            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            precision=c.trainer.precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, callbacks=[nodes]).fit(c.model, datamodule=c.datamodule)  # fmt: skip
     return clock, nodes
 
@@ -218,14 +222,21 @@ def render(clocks: dict[str, Clock], nodes: dict[str, Nodes], a: argparse.Namesp
             b = clocks[base].seconds.get(key, 0.0)
             cells.append(f"{clocks[first].seconds.get(key, 0.0) / b:.2f}" if b > 0.05 else "—")
         rows.append("| " + " | ".join(cells) + " |")
-    cpu = "bf16 in hardware" if _bf16_cpu() else "no bf16 instructions (avx512_bf16, amx_bf16)"
+    found = bf16_instructions()
+    cpu = (
+        f"bf16 in hardware ({', '.join(found)})"
+        if found
+        else "no bf16 instructions (avx512_bf16, amx_bf16)"
+    )
+    trained = ", ".join(sorted({c.precision for c in clocks.values()}))
     batches = ", ".join(f"{n} {c.batches}" for n, c in clocks.items())
     node = next(iter(nodes.values()))
     return (
         "# Epoch profile\n\n"
         f"One training epoch and its validation, `{a.config.relative_to(ROOT)}` with the "
         f"{a.embeddings.name} vectors, per heads (training batches: {batches}); torch "
-        f"{torch.__version__} on {torch.get_num_threads()} threads, {cpu}. Each part's "
+        f"{torch.__version__} on {torch.get_num_threads()} threads, {cpu}, trained in "
+        f"`{trained}`. Each part's "
         "seconds and share of the epoch; the last column is the first heads' time over the "
         "baseline's, part by part.\n\n" + "\n".join(rows) + "\n\n"
         "The backward pass by autograd node (the most costly of the first heads'), over "
@@ -235,14 +246,6 @@ def render(clocks: dict[str, Clock], nodes: dict[str, Nodes], a: argparse.Namesp
         + backward_table(nodes)
         + "\n"
     )
-
-
-def _bf16_cpu() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def main() -> None:
