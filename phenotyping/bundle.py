@@ -213,15 +213,15 @@ def resolve_device(device: str) -> torch.device:
 
 
 def load_bundle(folder: Path, device: str = "cpu", precision: Precision = "auto") -> Bundle:
-    """``device``: as :func:`resolve_device`. ``precision``: ``int8`` scores the convolutions as int8 matrix products
-    (:class:`~kinpath.phenotyping.network.Int8Convs`, CPU only), ``bf16`` scores in bfloat16
-    autocast and scores again in fp32 the reports where a task's answer is a close call
-    (:data:`BF16_RECHECK`), ``fp32`` as trained. ``auto`` is int8 for plain heads on a
-    CPU with a quantized engine (fbgemm, x86); bf16 for heads that carry the graph's term
-    vectors on a CPU with bf16 in hardware (:func:`native_bf16`); fp32 elsewhere. Those
-    heads are not int8 under ``auto``: with int8 convolutions, TCGA histology macro-F1
-    moved by more than the 0.01 that ``bench/batch_throughput.py`` allows
-    (docs/benchmarks.md)."""
+    """``device``: as :func:`resolve_device`. ``precision``: ``int8`` scores the
+    convolutions as int8 matrix products (:class:`~kinpath.phenotyping.network.Int8Convs`,
+    CPU only), ``bf16`` scores in bfloat16 autocast and scores again in fp32 the reports
+    where a task's answer is a close call (:data:`BF16_RECHECK`), ``fp32`` as trained.
+    ``auto`` is int8 for plain heads on a CPU with a quantized engine (fbgemm, x86); bf16
+    for heads that carry the graph's term vectors on a CPU with bf16 in hardware
+    (:func:`native_bf16`); fp32 elsewhere, a GPU included. Those heads are not int8 under
+    ``auto``: with int8 convolutions, TCGA histology macro-F1 moved by more than the 0.01
+    that ``bench/batch_throughput.py`` allows (docs/benchmarks.md)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     folder = Path(folder)

@@ -121,7 +121,10 @@ def load_model(
         raise InputError(f"cannot load the model {uri} (store {store}): {detail}") from None
     bundle = model.unwrap_python_model().bundle
     if str(bundle.device) != device:  # on a GPU: a model registered before it took a device
-        bundle = load_bundle(bundle.folder, device=device, precision=precision)
+        try:
+            bundle = load_bundle(bundle.folder, device=device, precision=precision)
+        except ValueError as e:  # int8 on a GPU
+            raise InputError(f"--precision {precision} --device {device}: {e}") from None
     return LoadedModel(uri, version, bundle)
 
 

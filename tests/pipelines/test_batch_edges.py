@@ -276,3 +276,16 @@ def test_the_device_is_checked_before_the_model_loads(registered: Registered) ->
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="--device: device cuda: torch sees no CUDA GPU"):
             load_model(registered.champion, registered.tracking_uri, device="cuda")
+
+
+def test_int8_on_a_gpu_is_a_clear_error(
+    registered: Registered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    # int8 convolutions are a CPU path; the check comes before any network is moved
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(
+        InputError, match="--precision int8 --device cuda: int8 precision runs on the CPU only"
+    ):
+        load_model(registered.champion, registered.tracking_uri, precision="int8", device="cuda")
