@@ -18,6 +18,10 @@ import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 TASKS = ("site", "subsite", "laterality", "behavior", "histology", "grade")
 FIGURES = ("loss", *TASKS)
@@ -33,13 +37,13 @@ def fits(work: Path) -> dict[str, str]:
     return out
 
 
-def at_best(client: object, run_id: str) -> dict[str, float]:
+def at_best(client: MlflowClient, run_id: str) -> dict[str, float]:
     """The run's lowest val/loss and each task's val macro-F1 at that epoch."""
-    history = client.get_metric_history(run_id, "val/loss")  # type: ignore[attr-defined]
+    history = client.get_metric_history(run_id, "val/loss")
     best = min(history, key=lambda m: (m.value, m.step))
     out = {"loss": best.value}
     for t in TASKS:
-        steps = {m.step: m.value for m in client.get_metric_history(run_id, f"val/{t}/macro_f1")}  # type: ignore[attr-defined]
+        steps = {m.step: m.value for m in client.get_metric_history(run_id, f"val/{t}/macro_f1")}
         out[t] = steps[best.step]
     return out
 

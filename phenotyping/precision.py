@@ -17,12 +17,27 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 BF16_INSTRUCTIONS = ("avx512_bf16", "amx_bf16")
 
 
-def bf16_instructions() -> list[str]:
-    """Those of :data:`BF16_INSTRUCTIONS` this CPU has (Linux's /proc/cpuinfo; none elsewhere)."""
+def cpu_info() -> tuple[str | None, set[str]]:
+    """The first processor's model name and instruction-set flags, from Linux's
+    /proc/cpuinfo; ``(None, set())`` elsewhere."""
+    model: str | None = None
+    flags: set[str] = set()
     try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return []
+        return model, flags
+    for line in info.split("\n\n", 1)[0].splitlines():  # the first processor's block
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+    return model, flags
+
+
+def bf16_instructions() -> list[str]:
+    """Those of :data:`BF16_INSTRUCTIONS` this CPU has (none where /proc/cpuinfo is not)."""
+    flags = cpu_info()[1]
     return [f for f in BF16_INSTRUCTIONS if f in flags]
 
 
@@ -40,9 +55,7 @@ def training_precision(accelerator: object = "auto") -> tuple[str, str]:
 
     name = str(accelerator if isinstance(accelerator, str) else type(accelerator).__name__)
     name = name.lower()
-    cuda = (
-        name in ("gpu", "cuda") or "cuda" in name or (name == "auto" and torch.cuda.is_available())
-    )
+    cuda = name == "gpu" or "cuda" in name or (name == "auto" and torch.cuda.is_available())
     if cuda:
         if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
             return "bf16-mixed", f"{torch.cuda.get_device_name()} computes in bf16"

@@ -30,19 +30,11 @@ def processor() -> dict:
     /proc/cpuinfo; elsewhere the platform's name alone), and the kernels torch dispatches to."""
     import torch
 
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        info = ""
-    for line in info.split("\n\n", 1)[0].splitlines():  # the first processor's block
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
+    from kinpath.phenotyping.precision import cpu_info
+
+    model, flags = cpu_info()
     return {
-        "model": model,
+        "model": model or platform.processor() or platform.machine(),
         "instruction_sets": [f for f in INSTRUCTION_SETS if f in flags],
         "torch_kernels": torch.backends.cpu.get_cpu_capability(),
     }

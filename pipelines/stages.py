@@ -118,9 +118,10 @@ class Stages:
         for name in self.keys:
             ident = self.made[name].get("environment")
             path = self.work / "environments" / f"{ident}.json"
-            if ident and path.exists():
-                made.setdefault(ident, json.loads(path.read_text()) | {"stages": []})
+            if ident in made:
                 made[ident]["stages"].append(name)
+            elif ident and path.exists():
+                made[ident] = json.loads(path.read_text()) | {"stages": [name]}
         return made
 
 
